@@ -1,0 +1,17 @@
+//! JSON <-> proto: the only code that knows both OpenAI's JSON vocabulary and the proto one.
+//!
+//! [`json`] is the generic, descriptor-driven converter; [`responses`] applies it to the
+//! Responses API (request body out, stream events and Response objects in).
+
+pub mod json;
+pub mod responses;
+
+use std::sync::LazyLock;
+
+pub use json::Schema;
+
+/// The converter for this crate's contract, built from the descriptors once.
+pub fn schema() -> &'static Schema {
+    static SCHEMA: LazyLock<Schema> = LazyLock::new(|| Schema::new(crate::pb::pool()));
+    &SCHEMA
+}

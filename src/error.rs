@@ -1,0 +1,443 @@
+//! The one place that chooses a gRPC status for a failure (the table in the README and in
+//! `conventions.md`). Every status carries exactly one `ErrorInfo` (domain
+//! `openai-grpc-gateway`, an UPPER_SNAKE reason, and the upstream facts in its metadata),
+//! `RetryInfo` where waiting helps, `BadRequest` field violations for invalid input and
+//! `RequestInfo` with the upstream request id. Messages say what to do, like the seed's
+//! "common pitfalls". Nothing here ever echoes a secret: upstream messages pass [`redact`].
+
+use std::{collections::HashMap, time::Duration};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::openai::{ApiError, UpstreamError, UpstreamMeta, retry_hint_in_message};
+
+/// The `ErrorInfo.domain` of every error this service returns.
+pub const DOMAIN: &str = "openai-grpc-gateway";
+
+/// When OpenAI signals a rate limit without saying how long to wait, callers are told this.
+const DEFAULT_RATE_LIMIT_DELAY: Duration = Duration::from_secs(1);
+
+/// One problem with a request field, found before any upstream call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The proto path of the field, e.g. `metadata` or `tools[2].function.name`.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub description: String,
+}
+
+impl Violation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// INVALID_ARGUMENT for local validation failures, with one `BadRequest` violation per problem.
+pub fn invalid_argument(violations: &[Violation]) -> Status {
+    let summary = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut details = ErrorDetails::new();
+    details.set_error_info("INVALID_REQUEST", DOMAIN, HashMap::new());
+    for v in violations {
+        details.add_bad_request_violation(&v.field, &v.description);
+    }
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {summary}"),
+        details,
+    )
+}
+
+/// The status for a caller that went away or cancelled.
+pub fn cancelled() -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info("CANCELLED", DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::Cancelled,
+        "the call was cancelled; the upstream request was aborted",
+        details,
+    )
+}
+
+/// INTERNAL for a bug or impossible state inside the gateway.
+pub fn internal(message: impl Into<String>) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info("INTERNAL", DOMAIN, HashMap::new());
+    Status::with_error_details(Code::Internal, message, details)
+}
+
+/// The status for a failed upstream call. `base_url` names the upstream in connection errors.
+pub fn upstream(err: &UpstreamError, base_url: &str) -> Status {
+    let mut metadata = HashMap::new();
+    let empty = UpstreamMeta::default();
+    let meta = err.meta().unwrap_or(&empty);
+    if let Some(id) = &meta.request_id {
+        metadata.insert("upstreamRequestId".to_owned(), id.clone());
+    }
+    let mut retry: Option<Duration> = None;
+    let mut violations: Vec<Violation> = Vec::new();
+
+    let (code, reason, message) = match err {
+        UpstreamError::Status { status, error, .. } => {
+            metadata.insert("upstreamHttpStatus".into(), status.to_string());
+            if let Some(e) = error {
+                insert_api_error(&mut metadata, e);
+                if let Some(param) = &e.param
+                    && matches!(status, 400 | 413 | 422)
+                {
+                    violations.push(Violation::new(param, redact(&e.message)));
+                }
+            }
+            let said = error
+                .as_ref()
+                .map(|e| format!(" OpenAI said: {}", redact(&e.message)))
+                .unwrap_or_default();
+            let quota = error.as_ref().is_some_and(ApiError::is_quota);
+            match status {
+                400 | 413 | 422 => (
+                    Code::InvalidArgument,
+                    "UPSTREAM_INVALID_REQUEST",
+                    format!("OpenAI rejected the request as invalid (HTTP {status}): fix the field it names and try again.{said}"),
+                ),
+                401 => (
+                    Code::Unauthenticated,
+                    "UPSTREAM_UNAUTHENTICATED",
+                    format!("OpenAI rejected the gateway's API key (HTTP 401): the key is missing, mistyped or revoked. Create a new key in OpenAI and update the gateway's OPENAI_API_KEY.{said}"),
+                ),
+                403 => (
+                    Code::PermissionDenied,
+                    "UPSTREAM_PERMISSION_DENIED",
+                    format!("the gateway's API key has no access to this model or endpoint (HTTP 403): a restricted key may lack the permission, or the organization/project may not allow it. Update the key's permissions in OpenAI, or use a key with access.{said}"),
+                ),
+                404 => (
+                    Code::NotFound,
+                    "UPSTREAM_NOT_FOUND",
+                    format!("OpenAI could not find the resource (HTTP 404): check the model id (it may be wrong or not available to your account) or the previous_response_id.{said}"),
+                ),
+                409 => (
+                    Code::Aborted,
+                    "UPSTREAM_CONFLICT",
+                    format!("OpenAI reported a conflict (HTTP 409); retry the request.{said}"),
+                ),
+                429 if quota => (
+                    Code::ResourceExhausted,
+                    "UPSTREAM_QUOTA_EXCEEDED",
+                    format!("OpenAI quota exceeded (HTTP 429): waiting will not help. Check the OpenAI plan and billing settings.{said}"),
+                ),
+                429 => {
+                    retry = Some(rate_limit_delay(meta, error.as_ref()));
+                    (
+                        Code::ResourceExhausted,
+                        "UPSTREAM_RATE_LIMITED",
+                        format!("OpenAI rate limit reached (HTTP 429): reduce concurrency and retry after the delay in RetryInfo.{said}"),
+                    )
+                }
+                504 => (
+                    Code::DeadlineExceeded,
+                    "UPSTREAM_TIMEOUT",
+                    format!("OpenAI timed out (HTTP 504); retry later.{said}"),
+                ),
+                408 | 500..=599 => {
+                    retry = meta.retry_after;
+                    (
+                        Code::Unavailable,
+                        "UPSTREAM_UNAVAILABLE",
+                        format!("OpenAI is unavailable (HTTP {status}); retry later.{said}"),
+                    )
+                }
+                _ => (
+                    Code::Unknown,
+                    "UPSTREAM_UNEXPECTED_STATUS",
+                    format!("OpenAI answered with an unexpected HTTP {status}.{said}"),
+                ),
+            }
+        }
+        UpstreamError::Connect { message } => (
+            Code::Unavailable,
+            "UPSTREAM_UNREACHABLE",
+            format!(
+                "cannot reach OpenAI at {base_url}: {}; check OPENAI_BASE_URL and the network",
+                redact(message)
+            ),
+        ),
+        UpstreamError::Timeout => (
+            Code::DeadlineExceeded,
+            "UPSTREAM_TIMEOUT",
+            format!("OpenAI at {base_url} did not answer in time"),
+        ),
+        UpstreamError::Decode { message, .. } => (
+            Code::Internal,
+            "UPSTREAM_UNDECODABLE",
+            format!(
+                "OpenAI sent something the gateway cannot decode: {}",
+                redact(message)
+            ),
+        ),
+        UpstreamError::Dropped { message, .. } => (
+            Code::Unavailable,
+            "UPSTREAM_CONNECTION_LOST",
+            format!(
+                "the connection to OpenAI broke before the response finished: {}",
+                redact(message)
+            ),
+        ),
+        UpstreamError::StreamError { error, .. } => {
+            insert_api_error(&mut metadata, error);
+            let (code, reason) = stream_error_code(error);
+            if code == Code::ResourceExhausted && !error.is_quota() {
+                retry = Some(rate_limit_delay(meta, Some(error)));
+            }
+            (
+                code,
+                reason,
+                format!(
+                    "OpenAI reported an error in the stream: {}",
+                    redact(&error.message)
+                ),
+            )
+        }
+        UpstreamError::ResponseFailed { code, message, .. } => {
+            if let Some(c) = code {
+                metadata.insert("upstreamErrorCode".into(), c.clone());
+            }
+            let grpc = failed_response_code(code.as_deref());
+            if grpc == Code::ResourceExhausted {
+                retry = Some(DEFAULT_RATE_LIMIT_DELAY);
+            }
+            (
+                grpc,
+                "UPSTREAM_RESPONSE_FAILED",
+                format!("the model run failed: {}", redact(message)),
+            )
+        }
+    };
+
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, metadata);
+    if let Some(delay) = retry {
+        details.set_retry_info(Some(delay));
+    }
+    for v in &violations {
+        details.add_bad_request_violation(&v.field, &v.description);
+    }
+    if let Some(id) = &meta.request_id {
+        details.set_request_info(id, "");
+    }
+    Status::with_error_details(code, message, details)
+}
+
+fn insert_api_error(metadata: &mut HashMap<String, String>, e: &ApiError) {
+    for (key, value) in [
+        ("upstreamErrorType", &e.kind),
+        ("upstreamErrorCode", &e.code),
+        ("upstreamErrorParam", &e.param),
+    ] {
+        if let Some(v) = value {
+            metadata.insert(key.into(), v.clone());
+        }
+    }
+}
+
+fn rate_limit_delay(meta: &UpstreamMeta, error: Option<&ApiError>) -> Duration {
+    meta.retry_after
+        .or_else(|| error.and_then(|e| retry_hint_in_message(&e.message)))
+        .unwrap_or(DEFAULT_RATE_LIMIT_DELAY)
+}
+
+/// The code for an in-stream `error` event, from its type and code.
+fn stream_error_code(e: &ApiError) -> (Code, &'static str) {
+    let is = |v: &Option<String>, names: &[&str]| v.as_deref().is_some_and(|s| names.contains(&s));
+    if e.is_quota() {
+        (Code::ResourceExhausted, "UPSTREAM_QUOTA_EXCEEDED")
+    } else if is(&e.code, &["rate_limit_exceeded", "too_many_requests"])
+        || is(&e.kind, &["tokens", "requests", "rate_limit_error", "too_many_requests"])
+    {
+        (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED")
+    } else if is(&e.kind, &["invalid_request_error"]) {
+        (Code::InvalidArgument, "UPSTREAM_STREAM_ERROR")
+    } else if is(&e.kind, &["server_error"]) || is(&e.code, &["server_error"]) {
+        (Code::Unavailable, "UPSTREAM_STREAM_ERROR")
+    } else {
+        (Code::Unknown, "UPSTREAM_STREAM_ERROR")
+    }
+}
+
+/// The code for a `response.failed` by its `error.code` (openai-wire.md §3.3).
+fn failed_response_code(code: Option<&str>) -> Code {
+    match code {
+        Some("rate_limit_exceeded") => Code::ResourceExhausted,
+        Some("server_error") => Code::Unavailable,
+        Some("vector_store_timeout") => Code::DeadlineExceeded,
+        Some(c) if c.starts_with("invalid_") || c.contains("image") || c == "empty_image_file" => {
+            Code::InvalidArgument
+        }
+        Some("bio_policy" | "data_residency_mismatch") => Code::FailedPrecondition,
+        _ => Code::Unknown,
+    }
+}
+
+/// Removes anything that looks like an OpenAI secret key (`sk-...`, including OpenAI's own
+/// masked `sk-abc***xyz` echo in 401 messages) or a bearer token from text bound for a caller.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let next_sk = rest.find("sk-");
+        let next_bearer = rest.find("Bearer ");
+        let (at, skip) = match (next_sk, next_bearer) {
+            (Some(s), Some(b)) if b < s => (b, "Bearer ".len()),
+            (Some(s), _) => (s, 0),
+            (None, Some(b)) => (b, "Bearer ".len()),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..at + skip]);
+        let token = &rest[at + skip..];
+        let end = token
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ')' | ';'))
+            .unwrap_or(token.len());
+        let token_text = token[..end].trim_end_matches('.');
+        out.push_str(if skip == 0 { "sk-<redacted>" } else { "<redacted>" });
+        rest = &token[token_text.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, error: Option<ApiError>, meta: UpstreamMeta) -> Status {
+        upstream(&UpstreamError::Status { status, error, meta }, "http://u")
+    }
+
+    fn api(kind: &str, code: &str) -> ApiError {
+        ApiError {
+            message: "msg".into(),
+            kind: Some(kind.into()),
+            param: None,
+            code: Some(code.into()),
+        }
+    }
+
+    #[test]
+    fn status_table() {
+        let m = UpstreamMeta::default;
+        for (http, code) in [
+            (400, Code::InvalidArgument),
+            (401, Code::Unauthenticated),
+            (403, Code::PermissionDenied),
+            (404, Code::NotFound),
+            (409, Code::Aborted),
+            (413, Code::InvalidArgument),
+            (422, Code::InvalidArgument),
+            (429, Code::ResourceExhausted),
+            (500, Code::Unavailable),
+            (502, Code::Unavailable),
+            (503, Code::Unavailable),
+            (504, Code::DeadlineExceeded),
+        ] {
+            assert_eq!(status(http, None, m()).code(), code, "HTTP {http}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_has_retry_info_and_quota_has_none() {
+        let meta = UpstreamMeta {
+            request_id: Some("req_1".into()),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        let s = status(429, Some(api("requests", "rate_limit_exceeded")), meta.clone());
+        let d = s.get_error_details();
+        assert_eq!(
+            d.retry_info().unwrap().retry_delay,
+            Some(Duration::from_secs(2))
+        );
+        let info = d.error_info().unwrap();
+        assert_eq!(info.reason, "UPSTREAM_RATE_LIMITED");
+        assert_eq!(info.domain, DOMAIN);
+        assert_eq!(info.metadata["upstreamHttpStatus"], "429");
+        assert_eq!(info.metadata["upstreamRequestId"], "req_1");
+        assert_eq!(d.request_info().unwrap().request_id, "req_1");
+
+        let s = status(429, Some(api("insufficient_quota", "insufficient_quota")), meta);
+        let d = s.get_error_details();
+        assert!(d.retry_info().is_none());
+        assert_eq!(d.error_info().unwrap().reason, "UPSTREAM_QUOTA_EXCEEDED");
+    }
+
+    #[test]
+    fn bad_request_names_the_param() {
+        let mut e = api("invalid_request_error", "invalid_value");
+        e.param = Some("temperature".into());
+        let s = status(400, Some(e), UpstreamMeta::default());
+        let details = s.get_error_details();
+        assert_eq!(details.bad_request().unwrap().field_violations[0].field, "temperature");
+    }
+
+    #[test]
+    fn unauthenticated_message_explains_and_hides_key() {
+        let e = ApiError {
+            message: "Incorrect API key provided: sk-proj-abc***wxyz. You can find your API key at https://platform.openai.com/account/api-keys.".into(),
+            kind: Some("invalid_request_error".into()),
+            param: None,
+            code: Some("invalid_api_key".into()),
+        };
+        let s = status(401, Some(e), UpstreamMeta::default());
+        assert!(s.message().contains("missing, mistyped or revoked"));
+        assert!(!s.message().contains("abc***"), "{}", s.message());
+        assert!(s.message().contains("sk-<redacted>"));
+    }
+
+    #[test]
+    fn redacts_keys_and_bearer_tokens() {
+        assert_eq!(redact("key sk-live-123 bad"), "key sk-<redacted> bad");
+        assert_eq!(redact("auth: Bearer abc.def, x"), "auth: Bearer <redacted>, x");
+        assert_eq!(redact("nothing here"), "nothing here");
+        assert_eq!(redact("end sk-xyz."), "end sk-<redacted>.");
+    }
+
+    #[test]
+    fn mid_stream_errors() {
+        let e = UpstreamError::StreamError {
+            error: api("tokens", "rate_limit_exceeded"),
+            meta: UpstreamMeta::default(),
+        };
+        let s = upstream(&e, "http://u");
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(s.get_error_details().retry_info().is_some());
+        let e = UpstreamError::Dropped {
+            message: "eof".into(),
+            meta: UpstreamMeta::default(),
+        };
+        assert_eq!(upstream(&e, "http://u").code(), Code::Unavailable);
+        let e = UpstreamError::ResponseFailed {
+            code: Some("server_error".into()),
+            message: "The model failed".into(),
+            meta: UpstreamMeta::default(),
+        };
+        assert_eq!(upstream(&e, "http://u").code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn connect_failure_is_unavailable() {
+        let e = UpstreamError::Connect {
+            message: "connection refused".into(),
+        };
+        let s = upstream(&e, "http://127.0.0.1:1/v1");
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(s.message().contains("http://127.0.0.1:1/v1"));
+        assert_eq!(
+            s.get_error_details().error_info().unwrap().reason,
+            "UPSTREAM_UNREACHABLE"
+        );
+    }
+}

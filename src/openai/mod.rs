@@ -1,0 +1,213 @@
+//! The OpenAI HTTP client: one pooled `reqwest` client, OpenAI's headers, status checks, and the
+//! SSE body decoded into events. Speaks JSON and HTTP only; never imports tonic, so it could be
+//! its own crate.
+
+mod error;
+mod stream;
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+pub use error::{
+    ApiError, UpstreamError, UpstreamMeta, retry_after, retry_hint_in_message,
+};
+pub use stream::{EventStream, StreamEvent};
+
+use crate::config::UpstreamConfig;
+
+/// A client for one upstream (base URL + credentials). Cheap to clone: clones share the pool.
+#[derive(Clone, Debug)]
+pub struct OpenAiClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+/// What to ask for in `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// `application/json`: a single JSON body.
+    Json,
+    /// `text/event-stream`: an SSE stream.
+    EventStream,
+    /// `*/*`: binary bodies such as audio.
+    Any,
+}
+
+impl OpenAiClient {
+    /// Builds the client. Fails only on header values that cannot be sent (reported at start-up).
+    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &config.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                .map_err(|_| "the OpenAI API key is not a valid header value".to_owned())?;
+            // Marks the value sensitive so HTTP/2 HPACK never indexes it and Debug hides it.
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        for (name, value) in [
+            ("openai-organization", &config.organization),
+            ("openai-project", &config.project),
+        ] {
+            if let Some(v) = value {
+                let v = HeaderValue::from_str(v)
+                    .map_err(|_| format!("{name} {v:?} is not a valid header value"))?;
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("openai-grpc-gateway/", env!("CARGO_PKG_VERSION")))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// POSTs a JSON body to `path` (e.g. `/responses`) and checks the status before returning, so
+    /// a failure before any output is reported as an error, never as a stream.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: Bytes,
+        accept: Accept,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let accept = match accept {
+            Accept::Json => "application/json",
+            Accept::EventStream => "text/event-stream",
+            Accept::Any => "*/*",
+        };
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, accept)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let meta = meta_of(response.headers());
+        let status = response.status();
+        if status.is_success() {
+            return Ok(UpstreamResponse { response, meta });
+        }
+        // Error bodies are small JSON objects; a huge or never-ending one is cut off.
+        let body = read_capped(response, 64 * 1024).await;
+        Err(UpstreamError::Status {
+            status: status.as_u16(),
+            error: ApiError::from_body(&body),
+            meta,
+        })
+    }
+}
+
+/// A successful (2xx) upstream response whose body has not been read yet. Dropping it closes the
+/// upstream request at once.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    response: reqwest::Response,
+    meta: UpstreamMeta,
+}
+
+impl UpstreamResponse {
+    /// The upstream request id and hints.
+    pub fn meta(&self) -> &UpstreamMeta {
+        &self.meta
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.response.headers()
+    }
+
+    /// Reads the whole body as JSON.
+    pub async fn json(self) -> Result<serde_json::Value, UpstreamError> {
+        let meta = self.meta;
+        let body = self.response.bytes().await.map_err(|e| UpstreamError::Dropped {
+            message: format!("reading the body failed: {}", describe(&e)),
+            meta: meta.clone(),
+        })?;
+        serde_json::from_slice(&body).map_err(|e| UpstreamError::Decode {
+            message: format!("the body is not JSON ({e})"),
+            meta,
+        })
+    }
+
+    /// Decodes the body as server-sent events. Fails at once if the server did not answer with
+    /// `text/event-stream` (e.g. an OpenAI-compatible server that ignored `stream: true`).
+    pub fn events(self) -> Result<EventStream, UpstreamError> {
+        let content_type = self
+            .response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !content_type.starts_with("text/event-stream") {
+            return Err(UpstreamError::Decode {
+                message: format!(
+                    "expected a text/event-stream body, got content-type {content_type:?}"
+                ),
+                meta: self.meta,
+            });
+        }
+        Ok(EventStream::new(self.response, self.meta))
+    }
+
+    /// The raw body as a stream of chunks, for binary payloads such as audio.
+    pub fn into_inner(self) -> reqwest::Response {
+        self.response
+    }
+}
+
+fn meta_of(headers: &HeaderMap) -> UpstreamMeta {
+    UpstreamMeta {
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        retry_after: retry_after(headers),
+    }
+}
+
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= cap {
+            body.truncate(cap);
+            break;
+        }
+    }
+    body
+}
+
+/// A transport failure as an [`UpstreamError`]. Timeouts stay distinguishable.
+fn transport_error(e: &reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout
+    } else {
+        UpstreamError::Connect {
+            message: describe(e),
+        }
+    }
+}
+
+/// A transport error with its chain of causes (reqwest's own Display stops at the top). It
+/// names the configured base URL, never the key, which travels only in a header.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}

@@ -1,0 +1,91 @@
+//! An upstream `text/event-stream` body as a sequence of events.
+
+use bytes::Bytes;
+
+use super::{UpstreamError, UpstreamMeta, describe};
+use crate::sse::SseDecoder;
+
+/// One event of an upstream stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvent {
+    /// The SSE `event:` name, if the server sent one (OpenAI sends the JSON `type` again).
+    pub event: Option<String>,
+    /// The `data:` payload: one JSON document for OpenAI.
+    pub data: Bytes,
+}
+
+/// Reads an upstream SSE body. Dropping it closes the upstream request.
+#[derive(Debug)]
+pub struct EventStream {
+    response: reqwest::Response,
+    decoder: SseDecoder,
+    meta: UpstreamMeta,
+    done: bool,
+}
+
+impl EventStream {
+    pub(super) fn new(response: reqwest::Response, meta: UpstreamMeta) -> Self {
+        Self {
+            response,
+            decoder: SseDecoder::new(),
+            meta,
+            done: false,
+        }
+    }
+
+    /// The upstream request id and hints.
+    pub fn meta(&self) -> &UpstreamMeta {
+        &self.meta
+    }
+
+    /// The next event; `None` at a clean end of the body (or after `data: [DONE]`, which OpenAI's
+    /// Responses API never sends but some compatible servers do). A body that breaks off, or ends
+    /// in the middle of an event, is an [`UpstreamError::Dropped`].
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            match self.decoder.next_event() {
+                Ok(Some(ev)) => {
+                    if ev.data.starts_with(b"[DONE]") {
+                        self.done = true;
+                        return None;
+                    }
+                    return Some(Ok(StreamEvent {
+                        event: ev.event,
+                        data: ev.data,
+                    }));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(UpstreamError::Decode {
+                        message: e.to_string(),
+                        meta: self.meta.clone(),
+                    }));
+                }
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.decoder.feed(&chunk),
+                Ok(None) => {
+                    self.done = true;
+                    if self.decoder.finish() {
+                        return Some(Err(UpstreamError::Dropped {
+                            message: "the upstream body ended in the middle of an event".into(),
+                            meta: self.meta.clone(),
+                        }));
+                    }
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(UpstreamError::Dropped {
+                        message: describe(&e),
+                        meta: self.meta.clone(),
+                    }));
+                }
+            }
+        }
+    }
+}
