@@ -1,0 +1,84 @@
+//! Test harness: the fake OpenAI and a gateway pointed at it, both on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use openai_grpc_gateway::{
+    config::{ApiKey, Config, UpstreamConfig},
+    fake::FakeOpenAi,
+    pb::responses_service_client::ResponsesServiceClient,
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+
+/// The key the harness gives the gateway; tests assert it never leaks.
+pub const TEST_KEY: &str = "sk-test-harness-0123456789";
+
+/// A running fake upstream plus a gateway in front of it.
+pub struct Harness {
+    /// The fake OpenAI: queue scenarios, read what it received.
+    pub fake: FakeOpenAi,
+    /// The gateway's gRPC address.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Fake + gateway with the default configuration and [`TEST_KEY`].
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Fake + gateway; `tweak` adjusts the configuration before the gateway starts.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let fake = FakeOpenAi::start().await.expect("fake upstream starts");
+        let mut upstream = UpstreamConfig::new(&fake.base_url()).expect("fake URL is valid");
+        upstream.api_key = Some(ApiKey::new(TEST_KEY).unwrap());
+        let mut config = Config::new(upstream);
+        tweak(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            openai_grpc_gateway::run(listener, config, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("gateway runs");
+        });
+        Self {
+            fake,
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A channel to the gateway (connects lazily; the listener is already bound).
+    pub fn channel(&self) -> Channel {
+        Channel::from_shared(self.endpoint())
+            .unwrap()
+            .connect_lazy()
+    }
+
+    /// A generated ResponsesService client.
+    pub fn responses(&self) -> ResponsesServiceClient<Channel> {
+        ResponsesServiceClient::new(self.channel())
+    }
+
+    /// Stops the gateway and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("gateway task ends cleanly");
+        }
+    }
+}
