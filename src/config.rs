@@ -162,7 +162,11 @@ pub struct Cli {
     pub demo: bool,
 
     /// Messages buffered per stream between the upstream reader and the caller (1-1024).
-    #[arg(long = "stream-buffer", env = "GATEWAY_STREAM_BUFFER", default_value_t = 16)]
+    #[arg(
+        long = "stream-buffer",
+        env = "GATEWAY_STREAM_BUFFER",
+        default_value_t = 16
+    )]
     pub stream_buffer: usize,
 
     /// Log format.
@@ -258,7 +262,9 @@ mod tests {
         // sets, and each assertion below passes explicit flags for what it checks.
         let mut argv = vec!["openai-grpc-gateway"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("flags parse").into_settings()
+        Cli::try_parse_from(argv)
+            .expect("flags parse")
+            .into_settings()
     }
 
     #[test]

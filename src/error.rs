@@ -100,27 +100,35 @@ pub fn upstream(err: &UpstreamError, base_url: &str) -> Status {
                 .as_ref()
                 .map(|e| format!(" OpenAI said: {}", redact(&e.message)))
                 .unwrap_or_default();
-            let quota = error.as_ref().is_some_and(ApiError::is_quota);
+            let quota = error.as_deref().is_some_and(ApiError::is_quota);
             match status {
                 400 | 413 | 422 => (
                     Code::InvalidArgument,
                     "UPSTREAM_INVALID_REQUEST",
-                    format!("OpenAI rejected the request as invalid (HTTP {status}): fix the field it names and try again.{said}"),
+                    format!(
+                        "OpenAI rejected the request as invalid (HTTP {status}): fix the field it names and try again.{said}"
+                    ),
                 ),
                 401 => (
                     Code::Unauthenticated,
                     "UPSTREAM_UNAUTHENTICATED",
-                    format!("OpenAI rejected the gateway's API key (HTTP 401): the key is missing, mistyped or revoked. Create a new key in OpenAI and update the gateway's OPENAI_API_KEY.{said}"),
+                    format!(
+                        "OpenAI rejected the gateway's API key (HTTP 401): the key is missing, mistyped or revoked. Create a new key in OpenAI and update the gateway's OPENAI_API_KEY.{said}"
+                    ),
                 ),
                 403 => (
                     Code::PermissionDenied,
                     "UPSTREAM_PERMISSION_DENIED",
-                    format!("the gateway's API key has no access to this model or endpoint (HTTP 403): a restricted key may lack the permission, or the organization/project may not allow it. Update the key's permissions in OpenAI, or use a key with access.{said}"),
+                    format!(
+                        "the gateway's API key has no access to this model or endpoint (HTTP 403): a restricted key may lack the permission, or the organization/project may not allow it. Update the key's permissions in OpenAI, or use a key with access.{said}"
+                    ),
                 ),
                 404 => (
                     Code::NotFound,
                     "UPSTREAM_NOT_FOUND",
-                    format!("OpenAI could not find the resource (HTTP 404): check the model id (it may be wrong or not available to your account) or the previous_response_id.{said}"),
+                    format!(
+                        "OpenAI could not find the resource (HTTP 404): check the model id (it may be wrong or not available to your account) or the previous_response_id.{said}"
+                    ),
                 ),
                 409 => (
                     Code::Aborted,
@@ -130,14 +138,18 @@ pub fn upstream(err: &UpstreamError, base_url: &str) -> Status {
                 429 if quota => (
                     Code::ResourceExhausted,
                     "UPSTREAM_QUOTA_EXCEEDED",
-                    format!("OpenAI quota exceeded (HTTP 429): waiting will not help. Check the OpenAI plan and billing settings.{said}"),
+                    format!(
+                        "OpenAI quota exceeded (HTTP 429): waiting will not help. Check the OpenAI plan and billing settings.{said}"
+                    ),
                 ),
                 429 => {
-                    retry = Some(rate_limit_delay(meta, error.as_ref()));
+                    retry = Some(rate_limit_delay(meta, error.as_deref()));
                     (
                         Code::ResourceExhausted,
                         "UPSTREAM_RATE_LIMITED",
-                        format!("OpenAI rate limit reached (HTTP 429): reduce concurrency and retry after the delay in RetryInfo.{said}"),
+                        format!(
+                            "OpenAI rate limit reached (HTTP 429): reduce concurrency and retry after the delay in RetryInfo.{said}"
+                        ),
                     )
                 }
                 504 => (
@@ -258,7 +270,15 @@ fn stream_error_code(e: &ApiError) -> (Code, &'static str) {
     if e.is_quota() {
         (Code::ResourceExhausted, "UPSTREAM_QUOTA_EXCEEDED")
     } else if is(&e.code, &["rate_limit_exceeded", "too_many_requests"])
-        || is(&e.kind, &["tokens", "requests", "rate_limit_error", "too_many_requests"])
+        || is(
+            &e.kind,
+            &[
+                "tokens",
+                "requests",
+                "rate_limit_error",
+                "too_many_requests",
+            ],
+        )
     {
         (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED")
     } else if is(&e.kind, &["invalid_request_error"]) {
@@ -304,7 +324,11 @@ pub fn redact(text: &str) -> String {
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ')' | ';'))
             .unwrap_or(token.len());
         let token_text = token[..end].trim_end_matches('.');
-        out.push_str(if skip == 0 { "sk-<redacted>" } else { "<redacted>" });
+        out.push_str(if skip == 0 {
+            "sk-<redacted>"
+        } else {
+            "<redacted>"
+        });
         rest = &token[token_text.len()..];
     }
     out.push_str(rest);
@@ -316,7 +340,14 @@ mod tests {
     use super::*;
 
     fn status(status: u16, error: Option<ApiError>, meta: UpstreamMeta) -> Status {
-        upstream(&UpstreamError::Status { status, error, meta }, "http://u")
+        upstream(
+            &UpstreamError::Status {
+                status,
+                error: error.map(Box::new),
+                meta,
+            },
+            "http://u",
+        )
     }
 
     fn api(kind: &str, code: &str) -> ApiError {
@@ -355,7 +386,11 @@ mod tests {
             request_id: Some("req_1".into()),
             retry_after: Some(Duration::from_secs(2)),
         };
-        let s = status(429, Some(api("requests", "rate_limit_exceeded")), meta.clone());
+        let s = status(
+            429,
+            Some(api("requests", "rate_limit_exceeded")),
+            meta.clone(),
+        );
         let d = s.get_error_details();
         assert_eq!(
             d.retry_info().unwrap().retry_delay,
@@ -368,7 +403,11 @@ mod tests {
         assert_eq!(info.metadata["upstreamRequestId"], "req_1");
         assert_eq!(d.request_info().unwrap().request_id, "req_1");
 
-        let s = status(429, Some(api("insufficient_quota", "insufficient_quota")), meta);
+        let s = status(
+            429,
+            Some(api("insufficient_quota", "insufficient_quota")),
+            meta,
+        );
         let d = s.get_error_details();
         assert!(d.retry_info().is_none());
         assert_eq!(d.error_info().unwrap().reason, "UPSTREAM_QUOTA_EXCEEDED");
@@ -380,7 +419,10 @@ mod tests {
         e.param = Some("temperature".into());
         let s = status(400, Some(e), UpstreamMeta::default());
         let details = s.get_error_details();
-        assert_eq!(details.bad_request().unwrap().field_violations[0].field, "temperature");
+        assert_eq!(
+            details.bad_request().unwrap().field_violations[0].field,
+            "temperature"
+        );
     }
 
     #[test]
@@ -400,7 +442,10 @@ mod tests {
     #[test]
     fn redacts_keys_and_bearer_tokens() {
         assert_eq!(redact("key sk-live-123 bad"), "key sk-<redacted> bad");
-        assert_eq!(redact("auth: Bearer abc.def, x"), "auth: Bearer <redacted>, x");
+        assert_eq!(
+            redact("auth: Bearer abc.def, x"),
+            "auth: Bearer <redacted>, x"
+        );
         assert_eq!(redact("nothing here"), "nothing here");
         assert_eq!(redact("end sk-xyz."), "end sk-<redacted>.");
     }
@@ -408,7 +453,7 @@ mod tests {
     #[test]
     fn mid_stream_errors() {
         let e = UpstreamError::StreamError {
-            error: api("tokens", "rate_limit_exceeded"),
+            error: Box::new(api("tokens", "rate_limit_exceeded")),
             meta: UpstreamMeta::default(),
         };
         let s = upstream(&e, "http://u");

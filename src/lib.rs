@@ -14,14 +14,14 @@
 //! | [`error`]   | the single place that chooses a gRPC status code |
 //! | [`fake`]    | a fake OpenAI server on loopback: the `--demo` upstream and the test double |
 
-pub mod fake;
-pub mod sse;
 pub mod api;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod fake;
 pub mod openai;
 pub mod pb;
 pub mod server;
+pub mod sse;
 
 pub use server::run;

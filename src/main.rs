@@ -47,13 +47,14 @@ async fn main() -> ExitCode {
         match FakeOpenAi::start().await {
             Ok(fake) => {
                 tracing::warn!(upstream = %fake.base_url(), "demo mode: answering from the built-in fake OpenAI, not api.openai.com");
-                settings.config.upstream = match openai_grpc_gateway::config::UpstreamConfig::new(&fake.base_url()) {
-                    Ok(u) => u,
-                    Err(e) => {
-                        eprintln!("openai-grpc-gateway: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
+                settings.config.upstream =
+                    match openai_grpc_gateway::config::UpstreamConfig::new(&fake.base_url()) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            eprintln!("openai-grpc-gateway: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    };
                 Some(fake)
             }
             Err(e) => {

@@ -7,9 +7,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::{
-    api::responses::ResponsesApi,
-    config::Config,
-    openai::OpenAiClient,
+    api::responses::ResponsesApi, config::Config, openai::OpenAiClient,
     pb::responses_service_server::ResponsesServiceServer,
 };
 
@@ -48,7 +46,9 @@ pub async fn run(
         health
             .set_not_serving::<ResponsesServiceServer<ResponsesApi>>()
             .await;
-        health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
     };
 
     Server::builder()

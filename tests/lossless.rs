@@ -14,7 +14,9 @@ use serde_json::Value;
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -25,7 +27,11 @@ fn same(a: &Value, b: &Value) -> bool {
 #[test]
 fn every_event_type_round_trips_losslessly() {
     let events = fake::every_event_type();
-    assert!(events.len() >= 60, "58 documented types + keepalive + unknown, got {}", events.len());
+    assert!(
+        events.len() >= 60,
+        "58 documented types + keepalive + unknown, got {}",
+        events.len()
+    );
     let mut unknown = 0;
     for original in events {
         let bytes = serde_json::to_vec(&original).unwrap();
@@ -37,9 +43,15 @@ fn every_event_type_round_trips_losslessly() {
             None => panic!("{kind}: no variant set"),
         }
         let back = event_to_json(&converted.message);
-        assert!(same(&back, &original), "{kind} changed:\n  sent: {original}\n  back: {back}");
+        assert!(
+            same(&back, &original),
+            "{kind} changed:\n  sent: {original}\n  back: {back}"
+        );
     }
-    assert_eq!(unknown, 1, "only the made-up future event type is unknown to the contract");
+    assert_eq!(
+        unknown, 1,
+        "only the made-up future event type is unknown to the contract"
+    );
 }
 
 #[test]
@@ -48,16 +60,26 @@ fn typed_fields_are_filled_not_just_extra_json() {
     // events must land in their typed fields.
     for original in fake::every_event_type() {
         let kind = original["type"].as_str().unwrap().to_owned();
-        let converted = event(&serde_json::to_vec(&original).unwrap(), &UpstreamMeta::default()).unwrap();
+        let converted = event(
+            &serde_json::to_vec(&original).unwrap(),
+            &UpstreamMeta::default(),
+        )
+        .unwrap();
         if matches!(converted.message.event, Some(Event::Unknown(_))) {
             continue;
         }
         let debug = format!("{:?}", converted.message);
         if let Some(item_id) = original.get("item_id").and_then(Value::as_str) {
-            assert!(debug.contains(&format!("item_id: Some({item_id:?})")), "{kind}: item_id not typed: {debug}");
+            assert!(
+                debug.contains(&format!("item_id: Some({item_id:?})")),
+                "{kind}: item_id not typed: {debug}"
+            );
         }
         if let Some(delta) = original.get("delta").and_then(Value::as_str) {
-            assert!(debug.contains(&format!("delta: Some({delta:?})")), "{kind}: delta not typed: {debug}");
+            assert!(
+                debug.contains(&format!("delta: Some({delta:?})")),
+                "{kind}: delta not typed: {debug}"
+            );
         }
     }
 }

@@ -26,7 +26,9 @@ fn text_request(input: &str) -> CreateResponseRequest {
 }
 
 /// Reads a stream to its end: the messages, then the final status (None when it ended OK).
-async fn drain(mut stream: Streaming<CreateResponseResponse>) -> (Vec<CreateResponseResponse>, Option<Status>) {
+async fn drain(
+    mut stream: Streaming<CreateResponseResponse>,
+) -> (Vec<CreateResponseResponse>, Option<Status>) {
     let mut messages = Vec::new();
     loop {
         match stream.message().await {
@@ -37,7 +39,10 @@ async fn drain(mut stream: Streaming<CreateResponseResponse>) -> (Vec<CreateResp
     }
 }
 
-async fn call(h: &Harness, req: CreateResponseRequest) -> Result<(Vec<CreateResponseResponse>, Option<Status>), Status> {
+async fn call(
+    h: &Harness,
+    req: CreateResponseRequest,
+) -> Result<(Vec<CreateResponseResponse>, Option<Status>), Status> {
     let stream = h.responses().create_response(req).await?.into_inner();
     Ok(drain(stream).await)
 }
@@ -70,27 +75,45 @@ fn reason(status: &Status) -> String {
 #[tokio::test]
 async fn streamed_deltas_join_to_the_final_output_text() {
     let h = Harness::start().await;
-    let (messages, end) = call(&h, text_request("Write a 1-sentence welcome message for a new user."))
-        .await
-        .expect("stream opens");
+    let (messages, end) = call(
+        &h,
+        text_request("Write a 1-sentence welcome message for a new user."),
+    )
+    .await
+    .expect("stream opens");
     assert!(end.is_none(), "stream ended with {end:?}");
     assert!(matches!(messages[0].event, Some(Event::Created(_))));
     assert!(matches!(messages[1].event, Some(Event::InProgress(_))));
-    let seqs: Vec<i32> = messages.iter().map(|m| m.sequence_number.unwrap()).collect();
+    let seqs: Vec<i32> = messages
+        .iter()
+        .map(|m| m.sequence_number.unwrap())
+        .collect();
     assert_eq!(seqs, (0..messages.len() as i32).collect::<Vec<_>>());
     let joined = deltas(&messages);
     let response = completed(&messages);
     assert_eq!(joined, response.output_text);
     assert_eq!(joined, "Welcome aboard - we're glad you're here.");
-    assert!(messages.iter().filter(|m| matches!(m.event, Some(Event::OutputTextDelta(_)))).count() > 3);
+    assert!(
+        messages
+            .iter()
+            .filter(|m| matches!(m.event, Some(Event::OutputTextDelta(_))))
+            .count()
+            > 3
+    );
 
     // What went upstream: OpenAI's names, stream on, the key as a bearer token.
     let sent = &h.fake.requests()[0];
     assert_eq!(sent.path, "/v1/responses");
-    assert_eq!(sent.header("authorization"), Some(format!("Bearer {TEST_KEY}").as_str()));
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {TEST_KEY}").as_str())
+    );
     let body = sent.json.as_ref().unwrap();
     assert_eq!(body["model"], "gpt-4.1");
-    assert_eq!(body["input"], "Write a 1-sentence welcome message for a new user.");
+    assert_eq!(
+        body["input"],
+        "Write a 1-sentence welcome message for a new user."
+    );
     assert_eq!(body["stream"], true);
     h.stop().await;
 }
@@ -104,7 +127,10 @@ async fn stream_off_gives_exactly_one_message() {
     assert!(end.is_none());
     assert_eq!(messages.len(), 1);
     let response = completed(&messages);
-    assert_eq!(response.output_text, "Welcome aboard - we're glad you're here.");
+    assert_eq!(
+        response.output_text,
+        "Welcome aboard - we're glad you're here."
+    );
     assert_eq!(response.status.as_deref(), Some("completed"));
     assert_eq!(h.fake.requests()[0].json.as_ref().unwrap()["stream"], false);
 }
@@ -161,7 +187,10 @@ async fn tool_call_stream() {
     serde_json::from_str::<serde_json::Value>(&done).expect("arguments are JSON");
     let response = completed(&messages);
     let Some(output_item::Item::FunctionCall(call)) = &response.output[0].item else {
-        panic!("first output item is not a function call: {:?}", response.output[0]);
+        panic!(
+            "first output item is not a function call: {:?}",
+            response.output[0]
+        );
     };
     assert_eq!(call.name.as_deref(), Some("get_weather"));
     // "Why does my response have no text?": the model called a tool instead.
@@ -196,7 +225,10 @@ async fn reasoning_stream() {
         .collect();
     assert!(!summary.is_empty(), "reasoning summary deltas arrive");
     let response = completed(&messages);
-    assert!(matches!(response.output[0].item, Some(output_item::Item::Reasoning(_))));
+    assert!(matches!(
+        response.output[0].item,
+        Some(output_item::Item::Reasoning(_))
+    ));
     assert_eq!(deltas(&messages), response.output_text);
     assert!(!response.output_text.is_empty());
 }
@@ -221,7 +253,10 @@ async fn unknown_events_pass_through_as_raw_json() {
         panic!("not passed through: {:?}", messages[1]);
     };
     assert_eq!(raw.r#type, "response.future_thing.delta");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&raw.json).unwrap(), future);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&raw.json).unwrap(),
+        future
+    );
     assert_eq!(messages[1].sequence_number, Some(1));
     assert!(matches!(messages[2].event, Some(Event::Keepalive(_))));
 }
@@ -232,16 +267,43 @@ async fn sse_framing_variants_give_identical_events() {
     let h = Harness::start().await;
     let (reference, _) = call(&h, text_request("hi there")).await.unwrap();
     let framings = [
-        Framing { line_ending: LineEnding::CrLf, ..Default::default() },
-        Framing { line_ending: LineEnding::Cr, ..Default::default() },
-        Framing { comments: true, ..Default::default() },
-        Framing { multiline_data: true, ..Default::default() },
-        Framing { omit_event_lines: true, done_marker: true, ..Default::default() },
-        Framing { chunk_size: Some(1), ..Default::default() },
-        Framing { chunk_size: Some(7), line_ending: LineEnding::CrLf, comments: true, ..Default::default() },
+        Framing {
+            line_ending: LineEnding::CrLf,
+            ..Default::default()
+        },
+        Framing {
+            line_ending: LineEnding::Cr,
+            ..Default::default()
+        },
+        Framing {
+            comments: true,
+            ..Default::default()
+        },
+        Framing {
+            multiline_data: true,
+            ..Default::default()
+        },
+        Framing {
+            omit_event_lines: true,
+            done_marker: true,
+            ..Default::default()
+        },
+        Framing {
+            chunk_size: Some(1),
+            ..Default::default()
+        },
+        Framing {
+            chunk_size: Some(7),
+            line_ending: LineEnding::CrLf,
+            comments: true,
+            ..Default::default()
+        },
     ];
     for framing in framings {
-        h.fake.push(Scenario::Default { framing: framing.clone(), ending: Ending::Close });
+        h.fake.push(Scenario::Default {
+            framing: framing.clone(),
+            ending: Ending::Close,
+        });
         let (messages, end) = call(&h, text_request("hi there")).await.unwrap();
         assert!(end.is_none(), "{framing:?}: {end:?}");
         assert_eq!(messages.len(), reference.len(), "{framing:?}");
@@ -265,7 +327,14 @@ async fn bytes_split_anywhere() {
     let events = fake::text_events("gpt-4.1", "Héllo wörld – ünïcode ✓");
     let mut bytes = Vec::new();
     for e in &events {
-        bytes.extend_from_slice(format!("event: {}\r\ndata: {}\r\n\r\n", e["type"].as_str().unwrap(), e).as_bytes());
+        bytes.extend_from_slice(
+            format!(
+                "event: {}\r\ndata: {}\r\n\r\n",
+                e["type"].as_str().unwrap(),
+                e
+            )
+            .as_bytes(),
+        );
     }
     let text = String::from_utf8(bytes.clone()).unwrap();
     let inside_char = text.find('é').unwrap() + 1;
@@ -290,12 +359,18 @@ async fn missing_model_is_invalid_argument_without_an_upstream_call() {
     let h = Harness::start().await;
     let status = h
         .responses()
-        .create_response(CreateResponseRequest { input_text: Some("hi".into()), ..Default::default() })
+        .create_response(CreateResponseRequest {
+            input_text: Some("hi".into()),
+            ..Default::default()
+        })
         .await
         .expect_err("rejected");
     assert_eq!(status.code(), Code::InvalidArgument);
     let details = status.get_error_details();
-    assert_eq!(details.bad_request().unwrap().field_violations[0].field, "model");
+    assert_eq!(
+        details.bad_request().unwrap().field_violations[0].field,
+        "model"
+    );
     assert_eq!(details.error_info().unwrap().reason, "INVALID_REQUEST");
     assert!(h.fake.requests().is_empty(), "no upstream call was made");
 }
@@ -309,7 +384,11 @@ async fn every_local_problem_is_reported_at_once() {
     for i in 0..17 {
         req.metadata.insert(format!("k{i}"), "v".into());
     }
-    let status = h.responses().create_response(req).await.expect_err("rejected");
+    let status = h
+        .responses()
+        .create_response(req)
+        .await
+        .expect_err("rejected");
     assert_eq!(status.code(), Code::InvalidArgument);
     let fields: Vec<String> = status
         .get_error_details()
@@ -320,38 +399,116 @@ async fn every_local_problem_is_reported_at_once() {
         .map(|v| v.field.clone())
         .collect();
     for expected in ["input_items", "temperature", "metadata"] {
-        assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+        assert!(
+            fields.iter().any(|f| f == expected),
+            "{expected} missing from {fields:?}"
+        );
     }
     assert!(h.fake.requests().is_empty());
 }
 
 // ---- upstream errors before any output -----------------------------------------------------
 
-async fn upstream_error(status: u16, kind: &str, code: Option<&str>, headers: Vec<(String, String)>) -> (Harness, Status) {
+async fn upstream_error(
+    status: u16,
+    kind: &str,
+    code: Option<&str>,
+    headers: Vec<(String, String)>,
+) -> (Harness, Status) {
     let h = Harness::start().await;
     h.fake.push(Scenario::Error {
         status,
         body: fake::error_body("upstream says no", kind, None, code),
         headers,
     });
-    let err = h.responses().create_response(text_request("hi")).await.expect_err("fails before streaming");
+    let err = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .expect_err("fails before streaming");
     (h, err)
 }
 
 #[tokio::test]
 async fn upstream_http_errors_map_to_grpc_codes() {
     for (http, kind, code, grpc, reason_name) in [
-        (400, "invalid_request_error", None, Code::InvalidArgument, "UPSTREAM_INVALID_REQUEST"),
-        (401, "invalid_request_error", Some("invalid_api_key"), Code::Unauthenticated, "UPSTREAM_UNAUTHENTICATED"),
-        (403, "request_forbidden", Some("unsupported_country_region_territory"), Code::PermissionDenied, "UPSTREAM_PERMISSION_DENIED"),
-        (404, "invalid_request_error", Some("model_not_found"), Code::NotFound, "UPSTREAM_NOT_FOUND"),
-        (409, "invalid_request_error", None, Code::Aborted, "UPSTREAM_CONFLICT"),
-        (422, "invalid_request_error", None, Code::InvalidArgument, "UPSTREAM_INVALID_REQUEST"),
-        (429, "insufficient_quota", Some("insufficient_quota"), Code::ResourceExhausted, "UPSTREAM_QUOTA_EXCEEDED"),
-        (500, "server_error", None, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
-        (502, "server_error", None, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
-        (503, "server_error", None, Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
-        (504, "server_error", None, Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        (
+            400,
+            "invalid_request_error",
+            None,
+            Code::InvalidArgument,
+            "UPSTREAM_INVALID_REQUEST",
+        ),
+        (
+            401,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            Code::Unauthenticated,
+            "UPSTREAM_UNAUTHENTICATED",
+        ),
+        (
+            403,
+            "request_forbidden",
+            Some("unsupported_country_region_territory"),
+            Code::PermissionDenied,
+            "UPSTREAM_PERMISSION_DENIED",
+        ),
+        (
+            404,
+            "invalid_request_error",
+            Some("model_not_found"),
+            Code::NotFound,
+            "UPSTREAM_NOT_FOUND",
+        ),
+        (
+            409,
+            "invalid_request_error",
+            None,
+            Code::Aborted,
+            "UPSTREAM_CONFLICT",
+        ),
+        (
+            422,
+            "invalid_request_error",
+            None,
+            Code::InvalidArgument,
+            "UPSTREAM_INVALID_REQUEST",
+        ),
+        (
+            429,
+            "insufficient_quota",
+            Some("insufficient_quota"),
+            Code::ResourceExhausted,
+            "UPSTREAM_QUOTA_EXCEEDED",
+        ),
+        (
+            500,
+            "server_error",
+            None,
+            Code::Unavailable,
+            "UPSTREAM_UNAVAILABLE",
+        ),
+        (
+            502,
+            "server_error",
+            None,
+            Code::Unavailable,
+            "UPSTREAM_UNAVAILABLE",
+        ),
+        (
+            503,
+            "server_error",
+            None,
+            Code::Unavailable,
+            "UPSTREAM_UNAVAILABLE",
+        ),
+        (
+            504,
+            "server_error",
+            None,
+            Code::DeadlineExceeded,
+            "UPSTREAM_TIMEOUT",
+        ),
     ] {
         let (h, status) = upstream_error(http, kind, code, vec![]).await;
         assert_eq!(status.code(), grpc, "HTTP {http}: {status:?}");
@@ -366,7 +523,10 @@ async fn upstream_http_errors_map_to_grpc_codes() {
         assert!(request_id.starts_with("req_"), "{request_id}");
         assert_eq!(&details.request_info().unwrap().request_id, request_id);
         if http == 429 {
-            assert!(details.retry_info().is_none(), "quota errors must not invite a retry");
+            assert!(
+                details.retry_info().is_none(),
+                "quota errors must not invite a retry"
+            );
         }
         assert_eq!(h.fake.requests().len(), 1);
     }
@@ -376,9 +536,17 @@ async fn upstream_http_errors_map_to_grpc_codes() {
 async fn wrong_key_is_unauthenticated_with_guidance() {
     let h = Harness::start().await;
     h.fake.require_api_key("sk-the-right-one");
-    let status = h.responses().create_response(text_request("hi")).await.expect_err("401");
+    let status = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .expect_err("401");
     assert_eq!(status.code(), Code::Unauthenticated);
-    assert!(status.message().contains("missing, mistyped or revoked"), "{}", status.message());
+    assert!(
+        status.message().contains("missing, mistyped or revoked"),
+        "{}",
+        status.message()
+    );
     assert!(!status.message().contains(TEST_KEY));
     assert_eq!(reason(&status), "UPSTREAM_UNAUTHENTICATED");
 }
@@ -395,7 +563,10 @@ async fn rate_limit_is_resource_exhausted_with_retry_info() {
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert_eq!(reason(&status), "UPSTREAM_RATE_LIMITED");
     let details = status.get_error_details();
-    assert_eq!(details.retry_info().unwrap().retry_delay, Some(Duration::from_secs(2)));
+    assert_eq!(
+        details.retry_info().unwrap().retry_delay,
+        Some(Duration::from_secs(2))
+    );
 }
 
 #[tokio::test]
@@ -405,18 +576,33 @@ async fn unknown_model_is_not_found() {
     req.model = "does-not-exist".into();
     let status = h.responses().create_response(req).await.expect_err("404");
     assert_eq!(status.code(), Code::NotFound);
-    assert!(status.message().contains("check the model id"), "{}", status.message());
+    assert!(
+        status.message().contains("check the model id"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
 async fn connection_refused_is_unavailable() {
     // A port that was bound and released: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let h = Harness::start_with(|c| {
-        c.upstream = openai_grpc_gateway::config::UpstreamConfig::new(&format!("http://127.0.0.1:{port}/v1")).unwrap();
+        c.upstream = openai_grpc_gateway::config::UpstreamConfig::new(&format!(
+            "http://127.0.0.1:{port}/v1"
+        ))
+        .unwrap();
     })
     .await;
-    let status = h.responses().create_response(text_request("hi")).await.expect_err("refused");
+    let status = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .expect_err("refused");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(reason(&status), "UPSTREAM_UNREACHABLE");
 }
@@ -432,11 +618,18 @@ async fn undecodable_bodies_are_internal() {
         delay: None,
         headers: vec![],
     });
-    let status = h.responses().create_response(text_request("hi")).await.expect_err("html");
+    let status = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .expect_err("html");
     assert_eq!(status.code(), Code::Internal);
     assert_eq!(reason(&status), "UPSTREAM_UNDECODABLE");
     // An event stream whose data is not JSON: fails in the stream.
-    h.fake.push(Scenario::RawSse { bytes: b"event: response.created\ndata: {not json\n\n".to_vec(), split_at: vec![] });
+    h.fake.push(Scenario::RawSse {
+        bytes: b"event: response.created\ndata: {not json\n\n".to_vec(),
+        split_at: vec![],
+    });
     let (messages, end) = call(&h, text_request("hi")).await.unwrap();
     assert!(messages.is_empty());
     assert_eq!(end.unwrap().code(), Code::Internal);
@@ -449,12 +642,27 @@ async fn mid_stream_error_event_is_forwarded_then_the_status_ends_the_stream() {
     let h = Harness::start().await;
     let mut events = fake::text_events("gpt-4.1", "never finished");
     events.truncate(2);
-    events.push(fake::error_event(2, "tokens", "rate_limit_exceeded", "Rate limit reached. Please try again in 6.5s.", None));
-    h.fake.push(Scenario::Events { events, framing: Framing::default(), ending: Ending::Close });
+    events.push(fake::error_event(
+        2,
+        "tokens",
+        "rate_limit_exceeded",
+        "Rate limit reached. Please try again in 6.5s.",
+        None,
+    ));
+    h.fake.push(Scenario::Events {
+        events,
+        framing: Framing::default(),
+        ending: Ending::Close,
+    });
     let (messages, end) = call(&h, text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 3);
-    let Some(Event::Error(e)) = &messages[2].event else { panic!("{:?}", messages[2]) };
-    assert_eq!(e.error.as_ref().unwrap().code.as_deref(), Some("rate_limit_exceeded"));
+    let Some(Event::Error(e)) = &messages[2].event else {
+        panic!("{:?}", messages[2])
+    };
+    assert_eq!(
+        e.error.as_ref().unwrap().code.as_deref(),
+        Some("rate_limit_exceeded")
+    );
     let status = end.expect("the stream ends with a status");
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert_eq!(
@@ -466,9 +674,16 @@ async fn mid_stream_error_event_is_forwarded_then_the_status_ends_the_stream() {
 #[tokio::test]
 async fn response_failed_is_forwarded_then_unavailable() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Events { events: fake::failed_events("gpt-4.1"), framing: Framing::default(), ending: Ending::Close });
+    h.fake.push(Scenario::Events {
+        events: fake::failed_events("gpt-4.1"),
+        framing: Framing::default(),
+        ending: Ending::Close,
+    });
     let (messages, end) = call(&h, text_request("hi")).await.unwrap();
-    assert!(matches!(messages.last().unwrap().event, Some(Event::Failed(_))));
+    assert!(matches!(
+        messages.last().unwrap().event,
+        Some(Event::Failed(_))
+    ));
     let status = end.expect("status after failed");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(reason(&status), "UPSTREAM_RESPONSE_FAILED");
@@ -477,18 +692,38 @@ async fn response_failed_is_forwarded_then_unavailable() {
 #[tokio::test]
 async fn incomplete_is_a_normal_ending() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Events { events: fake::incomplete_events("gpt-4.1", "cut short"), framing: Framing::default(), ending: Ending::Close });
+    h.fake.push(Scenario::Events {
+        events: fake::incomplete_events("gpt-4.1", "cut short"),
+        framing: Framing::default(),
+        ending: Ending::Close,
+    });
     let (messages, end) = call(&h, text_request("hi")).await.unwrap();
     assert!(end.is_none(), "{end:?}");
-    let Some(Event::Incomplete(i)) = &messages.last().unwrap().event else { panic!() };
+    let Some(Event::Incomplete(i)) = &messages.last().unwrap().event else {
+        panic!()
+    };
     let response = i.response.as_ref().unwrap();
-    assert_eq!(response.incomplete_details.as_ref().unwrap().reason.as_deref(), Some("max_output_tokens"));
+    assert_eq!(
+        response
+            .incomplete_details
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("max_output_tokens")
+    );
 }
 
 #[tokio::test]
 async fn connection_dropped_mid_stream_is_unavailable() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Default { framing: Framing { limit: Some(4), ..Default::default() }, ending: Ending::Drop });
+    h.fake.push(Scenario::Default {
+        framing: Framing {
+            limit: Some(4),
+            ..Default::default()
+        },
+        ending: Ending::Drop,
+    });
     let (messages, end) = call(&h, text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 4);
     let status = end.expect("never a silent close");
@@ -501,7 +736,11 @@ async fn clean_close_without_terminal_event_is_unavailable() {
     let h = Harness::start().await;
     let mut events = fake::text_events("gpt-4.1", "half");
     events.truncate(3);
-    h.fake.push(Scenario::Events { events, framing: Framing::default(), ending: Ending::Close });
+    h.fake.push(Scenario::Events {
+        events,
+        framing: Framing::default(),
+        ending: Ending::Close,
+    });
     let (messages, end) = call(&h, text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 3);
     assert_eq!(end.expect("not silent").code(), Code::Unavailable);
@@ -512,8 +751,19 @@ async fn clean_close_without_terminal_event_is_unavailable() {
 #[tokio::test]
 async fn cancel_closes_the_upstream_request_within_100ms() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Default { framing: Framing { limit: Some(3), ..Default::default() }, ending: Ending::Stall });
-    let mut stream = h.responses().create_response(text_request("hi")).await.unwrap().into_inner();
+    h.fake.push(Scenario::Default {
+        framing: Framing {
+            limit: Some(3),
+            ..Default::default()
+        },
+        ending: Ending::Stall,
+    });
+    let mut stream = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .unwrap()
+        .into_inner();
     for _ in 0..3 {
         stream.message().await.unwrap().expect("an event");
     }
@@ -523,7 +773,10 @@ async fn cancel_closes_the_upstream_request_within_100ms() {
         .await
         .expect("the upstream request was closed");
     let after = gone_at.saturating_duration_since(cancelled_at);
-    assert!(after < Duration::from_millis(100), "upstream closed {after:?} after the cancel");
+    assert!(
+        after < Duration::from_millis(100),
+        "upstream closed {after:?} after the cancel"
+    );
     assert_eq!(h.fake.finished(0), Some(false));
 }
 
@@ -534,19 +787,33 @@ async fn a_slow_reader_slows_the_upstream_read() {
     // (two TCP connections' buffers, the HTTP/2 window and the bounded channel: ~11 MiB seen on
     // loopback). The final Response stays small so it fits a default 4 MiB client.
     let piece = "x".repeat(64 * 1024);
-    let mut events = vec![json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_big", "status": "in_progress", "output": []}})];
+    let mut events = vec![
+        json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_big", "status": "in_progress", "output": []}}),
+    ];
     for i in 1..=1000 {
         events.push(json!({"type": "response.output_text.delta", "sequence_number": i, "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}));
     }
     events.push(json!({"type": "response.completed", "sequence_number": 1001, "response": {"id": "resp_big", "status": "completed", "output": []}}));
     let total: usize = events.iter().map(|e| e.to_string().len()).sum();
-    h.fake.push(Scenario::Events { events, framing: Framing::default(), ending: Ending::Close });
-    let mut stream = h.responses().create_response(text_request("hi")).await.unwrap().into_inner();
+    h.fake.push(Scenario::Events {
+        events,
+        framing: Framing::default(),
+        ending: Ending::Close,
+    });
+    let mut stream = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .unwrap()
+        .into_inner();
     stream.message().await.unwrap().expect("first event");
     // The caller is slow: it stops reading for a while. Not synchronisation: the scenario.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = h.fake.sent_bytes(0) as usize;
-    assert!(sent < total / 3, "upstream sent {sent} of {total} bytes to a caller that read one event");
+    assert!(
+        sent < total / 3,
+        "upstream sent {sent} of {total} bytes to a caller that read one event"
+    );
     // Nothing is lost once it reads on.
     let (rest, end) = drain(stream).await;
     assert!(end.is_none(), "{end:?}");
@@ -566,8 +833,12 @@ fn struct_of(value: serde_json::Value) -> prost_types::Struct {
                 serde_json::Value::Bool(b) => Kind::BoolValue(b),
                 serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
                 serde_json::Value::String(s) => Kind::StringValue(s),
-                serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue { values: a.into_iter().map(to_value).collect() }),
-                serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct { fields: o.into_iter().map(|(k, v)| (k, to_value(v))).collect() }),
+                serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+                    values: a.into_iter().map(to_value).collect(),
+                }),
+                serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
+                    fields: o.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+                }),
             }),
         }
     }

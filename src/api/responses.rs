@@ -19,7 +19,9 @@ use crate::{
     convert::responses::{self as convert, Outcome},
     error,
     openai::{Accept, EventStream, OpenAiClient, UpstreamError},
-    pb::{CreateResponseRequest, CreateResponseResponse, responses_service_server::ResponsesService},
+    pb::{
+        CreateResponseRequest, CreateResponseResponse, responses_service_server::ResponsesService,
+    },
 };
 
 type EventResult = Result<CreateResponseResponse, Status>;
@@ -61,7 +63,11 @@ impl ResponsesService for ResponsesApi {
         }
         let stream = request.stream.unwrap_or(true);
         let body = convert::request_body(&request, stream);
-        let accept = if stream { Accept::EventStream } else { Accept::Json };
+        let accept = if stream {
+            Accept::EventStream
+        } else {
+            Accept::Json
+        };
         let upstream = self
             .client
             .post_json("/responses", body, accept)

@@ -45,10 +45,7 @@ pub fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
     if let Some(t) = req.temperature
         && !(0.0..=2.0).contains(&t)
     {
-        v.push(Violation::new(
-            "temperature",
-            format!("{t} is outside 0-2"),
-        ));
+        v.push(Violation::new("temperature", format!("{t} is outside 0-2")));
     }
     if let Some(p) = req.top_p
         && !(0.0..=1.0).contains(&p)
@@ -127,7 +124,10 @@ fn input_item(v: &mut Vec<Violation>, path: &str, item: &InputItem) {
             "set one of message, function_call_output, function_call, item_reference or other",
         )),
         Some(input_item::Item::Message(m)) => {
-            if !matches!(m.role.as_str(), "user" | "assistant" | "system" | "developer") {
+            if !matches!(
+                m.role.as_str(),
+                "user" | "assistant" | "system" | "developer"
+            ) {
                 v.push(Violation::new(
                     format!("{path}.message.role"),
                     format!(
@@ -186,7 +186,10 @@ fn content_part(v: &mut Vec<Violation>, path: &str, part: &InputContent) {
             "set one of input_text, input_image, input_file, output_text, refusal or other",
         )),
         Some(input_content::Part::InputText(t)) if t.text.is_empty() => {
-            v.push(Violation::new(format!("{path}.input_text.text"), "required"));
+            v.push(Violation::new(
+                format!("{path}.input_text.text"),
+                "required",
+            ));
         }
         Some(input_content::Part::InputImage(i)) => {
             if i.image_url.is_some() == i.file_id.is_some() {
@@ -298,7 +301,9 @@ fn tool_choice(v: &mut Vec<Violation>, choice: &ToolChoice) {
             "tool_choice",
             "set one of mode, function, mcp or other",
         )),
-        Some(tool_choice::Choice::Mode(m)) if !matches!(m.as_str(), "auto" | "none" | "required") => {
+        Some(tool_choice::Choice::Mode(m))
+            if !matches!(m.as_str(), "auto" | "none" | "required") =>
+        {
             v.push(Violation::new(
                 "tool_choice.mode",
                 format!("{m:?} is not one of \"auto\", \"none\", \"required\""),
@@ -317,9 +322,9 @@ fn tool_choice(v: &mut Vec<Violation>, choice: &ToolChoice) {
 
 /// A pass-through JSON object still needs OpenAI's `type` discriminator.
 fn require_type(v: &mut Vec<Violation>, path: &str, s: &prost_types::Struct) {
-    let has_type = s.fields.get("type").is_some_and(|t| {
-        matches!(&t.kind, Some(prost_types::value::Kind::StringValue(x)) if !x.is_empty())
-    });
+    let has_type = s.fields.get("type").is_some_and(
+        |t| matches!(&t.kind, Some(prost_types::value::Kind::StringValue(x)) if !x.is_empty()),
+    );
     if !has_type {
         v.push(Violation::new(
             path,
@@ -328,11 +333,7 @@ fn require_type(v: &mut Vec<Violation>, path: &str, s: &prost_types::Struct) {
     }
 }
 
-fn metadata(
-    v: &mut Vec<Violation>,
-    path: &str,
-    map: &std::collections::HashMap<String, String>,
-) {
+fn metadata(v: &mut Vec<Violation>, path: &str, map: &std::collections::HashMap<String, String>) {
     if map.len() > METADATA_MAX_PAIRS {
         v.push(Violation::new(
             path,
@@ -370,7 +371,9 @@ fn is_identifier(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb::{FunctionTool, InputMessage, McpTool, TextConfig, TextFormat, JsonSchemaFormat};
+    use crate::pb::{
+        FunctionTool, InputMessage, JsonSchemaFormat, McpTool, TextConfig, TextFormat,
+    };
 
     fn ok() -> CreateResponseRequest {
         CreateResponseRequest {

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 
 use prost::Message;
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage,
-    Value as PValue,
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value as PValue,
 };
 use serde_json::{Map, Number, Value as Json};
 
@@ -211,10 +211,10 @@ impl Schema {
                 }
             }
         }
-        if !extra.is_empty() {
-            if let Some(field) = &plan.extra {
-                message.set_field(field, PValue::String(Json::Object(extra).to_string()));
-            }
+        if !extra.is_empty()
+            && let Some(field) = &plan.extra
+        {
+            message.set_field(field, PValue::String(Json::Object(extra).to_string()));
         }
         message
     }
@@ -278,7 +278,10 @@ impl Schema {
         }
         let mut raw = DynamicMessage::new(desc);
         raw.set_field_by_name("type", PValue::String(type_name.unwrap_or_default()));
-        raw.set_field_by_name("json", PValue::String(Json::Object(object.clone()).to_string()));
+        raw.set_field_by_name(
+            "json",
+            PValue::String(Json::Object(object.clone()).to_string()),
+        );
         PValue::Message(raw)
     }
 
@@ -354,7 +357,10 @@ impl Schema {
         let mut object = Map::new();
         for (key, field) in &plan.keyed {
             if message.has_field(field) {
-                object.insert(key.clone(), self.value_json(&message.get_field(field), field));
+                object.insert(
+                    key.clone(),
+                    self.value_json(&message.get_field(field), field),
+                );
             }
         }
         if plan.is_union() {
@@ -483,9 +489,9 @@ fn fits_field(value: &Json, field: &FieldDescriptor) -> bool {
 fn fits_kind(value: &Json, kind: &Kind) -> bool {
     match kind {
         Kind::Double | Kind::Float => value.is_number(),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => value
-            .as_i64()
-            .is_some_and(|n| i32::try_from(n).is_ok()),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+        }
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => value.as_i64().is_some(),
         Kind::Uint32 | Kind::Fixed32 => value.as_u64().is_some_and(|n| u32::try_from(n).is_ok()),
         Kind::Uint64 | Kind::Fixed64 => value.as_u64().is_some(),
@@ -517,7 +523,9 @@ fn value_message(desc: &MessageDescriptor, value: Json) -> DynamicMessage {
         }
         Json::String(s) => message.set_field_by_name("string_value", PValue::String(s)),
         Json::Array(items) => {
-            let list = pool.get_message_by_name(LIST_VALUE).expect("well-known type");
+            let list = pool
+                .get_message_by_name(LIST_VALUE)
+                .expect("well-known type");
             message.set_field_by_name("list_value", PValue::Message(list_message(&list, items)));
         }
         Json::Object(object) => {
@@ -537,7 +545,12 @@ fn struct_message(desc: &MessageDescriptor, object: Map<String, Json>) -> Dynami
     let mut message = DynamicMessage::new(desc.clone());
     let fields = object
         .into_iter()
-        .map(|(k, v)| (MapKey::String(k), PValue::Message(value_message(&value_desc, v))))
+        .map(|(k, v)| {
+            (
+                MapKey::String(k),
+                PValue::Message(value_message(&value_desc, v)),
+            )
+        })
         .collect();
     message.set_field_by_name("fields", PValue::Map(fields));
     message

@@ -103,7 +103,7 @@ fn convert_event(object: Map<String, Json>, meta: &UpstreamMeta) -> Event {
     let outcome = match object.get("type").and_then(Json::as_str) {
         Some("response.completed" | "response.incomplete") => Outcome::Terminal,
         Some("error") => Outcome::Failed(UpstreamError::StreamError {
-            error: ApiError::from_error_event(&Json::Object(object.clone())),
+            error: Box::new(ApiError::from_error_event(&Json::Object(object.clone()))),
             meta: meta.clone(),
         }),
         Some("response.failed") => {
@@ -139,7 +139,12 @@ pub fn output_text(response: &Json) -> Option<String> {
         if item.get("type").and_then(Json::as_str) != Some("message") {
             continue;
         }
-        for part in item.get("content").and_then(Json::as_array).into_iter().flatten() {
+        for part in item
+            .get("content")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
             if part.get("type").and_then(Json::as_str) == Some("output_text")
                 && let Some(t) = part.get("text").and_then(Json::as_str)
             {
@@ -205,14 +210,18 @@ mod tests {
         let (ev, back) = roundtrip(DELTA);
         assert_eq!(back, serde_json::from_str::<Json>(DELTA).unwrap());
         assert_eq!(ev.message.sequence_number, Some(4));
-        let Some(E::OutputTextDelta(d)) = &ev.message.event else { panic!("{:?}", ev.message) };
+        let Some(E::OutputTextDelta(d)) = &ev.message.event else {
+            panic!("{:?}", ev.message)
+        };
         assert_eq!(d.delta.as_deref(), Some("Hi"));
         assert_eq!(d.obfuscation.as_deref(), Some("q8ZrT1vLm0XcAa"));
         assert_eq!(ev.outcome, Outcome::Continue);
 
         let (ev, back) = roundtrip(CREATED);
         assert_eq!(back, serde_json::from_str::<Json>(CREATED).unwrap());
-        let Some(E::Created(c)) = &ev.message.event else { panic!() };
+        let Some(E::Created(c)) = &ev.message.event else {
+            panic!()
+        };
         let r = c.response.as_ref().unwrap();
         assert_eq!(r.id.as_deref(), Some("resp_1"));
         assert_eq!(r.output_text, "");
@@ -221,7 +230,9 @@ mod tests {
         let (ev, back) = roundtrip(COMPLETED);
         assert_eq!(back, serde_json::from_str::<Json>(COMPLETED).unwrap());
         assert_eq!(ev.outcome, Outcome::Terminal);
-        let Some(E::Completed(c)) = &ev.message.event else { panic!() };
+        let Some(E::Completed(c)) = &ev.message.event else {
+            panic!()
+        };
         let r = c.response.as_ref().unwrap();
         assert_eq!(r.output_text, "Hi there!");
         assert_eq!(r.usage.as_ref().unwrap().total_tokens, Some(13));
@@ -230,11 +241,14 @@ mod tests {
 
     #[test]
     fn unknown_event_passes_through() {
-        let raw = r#"{"type":"response.future.delta","sequence_number":7,"payload":{"a":[1,2.5,null]}}"#;
+        let raw =
+            r#"{"type":"response.future.delta","sequence_number":7,"payload":{"a":[1,2.5,null]}}"#;
         let (ev, back) = roundtrip(raw);
         assert_eq!(back, serde_json::from_str::<Json>(raw).unwrap());
         assert_eq!(ev.message.sequence_number, Some(7));
-        let Some(E::Unknown(u)) = &ev.message.event else { panic!() };
+        let Some(E::Unknown(u)) = &ev.message.event else {
+            panic!()
+        };
         assert_eq!(u.r#type, "response.future.delta");
     }
 

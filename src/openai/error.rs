@@ -67,7 +67,11 @@ impl ApiError {
         let quota = |s: &Option<String>| {
             matches!(
                 s.as_deref(),
-                Some("insufficient_quota" | "credit_balance_exhausted" | "billing_hard_limit_reached")
+                Some(
+                    "insufficient_quota"
+                        | "credit_balance_exhausted"
+                        | "billing_hard_limit_reached"
+                )
             )
         };
         quota(&self.code) || quota(&self.kind)
@@ -91,7 +95,7 @@ pub enum UpstreamError {
         /// The HTTP status code.
         status: u16,
         /// The parsed error body, when it was OpenAI's JSON shape.
-        error: Option<ApiError>,
+        error: Option<Box<ApiError>>,
         /// Request id and retry hints.
         meta: UpstreamMeta,
     },
@@ -119,7 +123,7 @@ pub enum UpstreamError {
     /// An in-stream `error` event (openai-wire.md §7.4).
     StreamError {
         /// The error it carried.
-        error: ApiError,
+        error: Box<ApiError>,
         /// Request id.
         meta: UpstreamMeta,
     },
@@ -170,7 +174,12 @@ impl std::error::Error for UpstreamError {}
 /// Reads the server's wait hint: `retry-after-ms` (float milliseconds) first, then `Retry-After`
 /// as seconds (floats allowed) or an HTTP date, like the OpenAI SDKs (openai-wire.md §8.1).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0
@@ -221,7 +230,9 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("model"));
         assert_eq!(e.kind.as_deref(), Some("invalid_request_error"));
         assert!(ApiError::from_body(b"<html>bad gateway</html>").is_none());
-        let e = ApiError::from_body(br#"{"error":{"message":"x","type":"t","param":null,"code":429}}"#).unwrap();
+        let e =
+            ApiError::from_body(br#"{"error":{"message":"x","type":"t","param":null,"code":429}}"#)
+                .unwrap();
         assert_eq!(e.code.as_deref(), Some("429"));
     }
 
@@ -229,17 +240,29 @@ mod tests {
     fn parses_both_error_event_shapes() {
         let nested = serde_json::json!({"type":"error","sequence_number":2,"error":{"type":"tokens","code":"rate_limit_exceeded","message":"slow down","param":null}});
         let e = ApiError::from_error_event(&nested);
-        assert_eq!((e.code.as_deref(), e.message.as_str()), (Some("rate_limit_exceeded"), "slow down"));
+        assert_eq!(
+            (e.code.as_deref(), e.message.as_str()),
+            (Some("rate_limit_exceeded"), "slow down")
+        );
         let flat = serde_json::json!({"type":"error","sequence_number":2,"code":"server_error","message":"boom","param":null});
         let e = ApiError::from_error_event(&flat);
-        assert_eq!((e.code.as_deref(), e.message.as_str()), (Some("server_error"), "boom"));
+        assert_eq!(
+            (e.code.as_deref(), e.message.as_str()),
+            (Some("server_error"), "boom")
+        );
     }
 
     #[test]
     fn quota_is_not_rate_limit() {
-        let q = ApiError { kind: Some("insufficient_quota".into()), ..Default::default() };
+        let q = ApiError {
+            kind: Some("insufficient_quota".into()),
+            ..Default::default()
+        };
         assert!(q.is_quota());
-        let r = ApiError { code: Some("rate_limit_exceeded".into()), ..Default::default() };
+        let r = ApiError {
+            code: Some("rate_limit_exceeded".into()),
+            ..Default::default()
+        };
         assert!(!r.is_quota());
     }
 
@@ -252,9 +275,15 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_micros(1_500_500)));
         let mut h = HeaderMap::new();
         let later = std::time::SystemTime::now() + Duration::from_secs(30);
-        h.insert("retry-after", HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap());
+        h.insert(
+            "retry-after",
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }
@@ -265,7 +294,10 @@ mod tests {
             retry_hint_in_message("Rate limit reached ... Please try again in 6.57s. Visit"),
             Some(Duration::from_secs_f64(6.57))
         );
-        assert_eq!(retry_hint_in_message("try again in 120ms."), Some(Duration::from_millis(120)));
+        assert_eq!(
+            retry_hint_in_message("try again in 120ms."),
+            Some(Duration::from_millis(120))
+        );
         assert_eq!(retry_hint_in_message("no hint"), None);
     }
 }

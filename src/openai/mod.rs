@@ -8,9 +8,7 @@ mod stream;
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-pub use error::{
-    ApiError, UpstreamError, UpstreamMeta, retry_after, retry_hint_in_message,
-};
+pub use error::{ApiError, UpstreamError, UpstreamMeta, retry_after, retry_hint_in_message};
 pub use stream::{EventStream, StreamEvent};
 
 use crate::config::UpstreamConfig;
@@ -102,7 +100,7 @@ impl OpenAiClient {
         let body = read_capped(response, 64 * 1024).await;
         Err(UpstreamError::Status {
             status: status.as_u16(),
-            error: ApiError::from_body(&body),
+            error: ApiError::from_body(&body).map(Box::new),
             meta,
         })
     }
@@ -130,10 +128,14 @@ impl UpstreamResponse {
     /// Reads the whole body as JSON.
     pub async fn json(self) -> Result<serde_json::Value, UpstreamError> {
         let meta = self.meta;
-        let body = self.response.bytes().await.map_err(|e| UpstreamError::Dropped {
-            message: format!("reading the body failed: {}", describe(&e)),
-            meta: meta.clone(),
-        })?;
+        let body = self
+            .response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::Dropped {
+                message: format!("reading the body failed: {}", describe(&e)),
+                meta: meta.clone(),
+            })?;
         serde_json::from_slice(&body).map_err(|e| UpstreamError::Decode {
             message: format!("the body is not JSON ({e})"),
             meta,
