@@ -7,7 +7,7 @@
 //! Tests never parse the process environment: they build a [`Config`] in code with
 //! [`Config::new`].
 
-use std::{fmt, net::SocketAddr, str::FromStr};
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::Parser;
 use reqwest::Url;
@@ -114,6 +114,18 @@ pub struct Config {
     /// Capacity, in messages, of the bounded channel between the upstream reader and one gRPC
     /// stream. A slow caller fills it and then the upstream read pauses (backpressure).
     pub stream_buffer: usize,
+    /// When and how upstream calls are retried.
+    pub retry: RetryPolicy,
+    /// Upstream time limits.
+    pub timeouts: Timeouts,
+    /// Interval of gateway keepalive messages on a silent stream; `None` disables them.
+    pub heartbeat: Option<Duration>,
+    /// Load-shedding limits.
+    pub limits: Limits,
+    /// Graceful shutdown.
+    pub drain: Drain,
+    /// HTTP/2 and message-size settings of the gRPC server.
+    pub http2: Http2,
 }
 
 impl Config {
@@ -123,8 +135,166 @@ impl Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             upstream,
             stream_buffer: 16,
+            retry: RetryPolicy::default(),
+            timeouts: Timeouts::default(),
+            heartbeat: Some(Duration::from_secs(15)),
+            limits: Limits::default(),
+            drain: Drain::default(),
+            http2: Http2::default(),
         }
     }
+}
+
+/// Retries of upstream calls. Only calls that have not sent anything to the caller yet are
+/// retried, so a retried stream can never duplicate or reorder events; never past the caller's
+/// deadline. Retried: connection failures, HTTP 408, 429 rate limits (never `insufficient_quota`),
+/// 500, 502, 503 and 504.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0 disables retrying).
+    pub max_retries: u32,
+    /// First backoff; doubled per retry, with 0-25 % jitter taken off (as the OpenAI SDKs do).
+    pub initial_backoff: Duration,
+    /// Upper bound of the exponential backoff.
+    pub max_backoff: Duration,
+    /// The longest server-requested wait (`retry-after-ms` / `Retry-After`) the gateway honours;
+    /// a longer one is not waited for: the caller gets the error with its RetryInfo at once.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Upstream time limits; `None` means no limit. Each ends the call with DEADLINE_EXCEEDED and
+/// closes the upstream request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the TCP (and TLS) connection.
+    pub connect: Option<Duration>,
+    /// From sending the request to the response headers and, for streams, the first event.
+    pub first_event: Option<Duration>,
+    /// The longest silence between two upstream events of a stream.
+    pub idle: Option<Duration>,
+    /// The whole upstream call, stream included.
+    pub total: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Some(Duration::from_secs(10)),
+            first_event: Some(Duration::from_secs(120)),
+            idle: Some(Duration::from_secs(300)),
+            total: Some(Duration::from_secs(1800)),
+        }
+    }
+}
+
+/// Load shedding: beyond these, a call fails at once with RESOURCE_EXHAUSTED and RetryInfo;
+/// nothing waits in an unbounded queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Upstream calls in flight across the whole gateway.
+    pub max_in_flight: usize,
+    /// Calls in flight on one client connection (HTTP/2 connection).
+    pub max_streams_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 1024,
+            max_streams_per_connection: 256,
+        }
+    }
+}
+
+/// Graceful shutdown on SIGTERM / SIGINT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drain {
+    /// After health turns NOT_SERVING, keep serving this long so load balancers and the mesh
+    /// stop sending new calls.
+    pub delay: Duration,
+    /// Then stop accepting connections and give in-flight calls this long to finish; what is
+    /// left ends with UNAVAILABLE "server shutting down".
+    pub timeout: Duration,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// HTTP/2 and message-size settings of the gRPC server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http2 {
+    /// Interval of HTTP/2 PING keepalives to clients; `None` disables them.
+    pub keepalive_interval: Option<Duration>,
+    /// How long to wait for a PING acknowledgement before closing the connection.
+    pub keepalive_timeout: Duration,
+    /// Close connections older than this (with GOAWAY), so clients rebalance; `None` disables.
+    pub max_connection_age: Option<Duration>,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection.
+    pub max_concurrent_streams: u32,
+    /// Largest request message accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Largest response message sent, in bytes (image and audio messages stay under 1 MiB; a
+    /// `completed` event repeats the whole output).
+    pub max_response_bytes: usize,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Self {
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(20),
+            max_connection_age: None,
+            max_concurrent_streams: 1024,
+            max_request_bytes: 16 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Parses durations such as `500ms`, `15s`, `2m`, `1h` or a bare number of seconds; `0` means
+/// "off" where a setting allows it.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 500ms, 15s, 2m or 1h"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "{raw:?}: unknown unit {other:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{raw:?} is out of range"))
+}
+
+fn off_if_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// Command-line flags. Every flag has an environment fallback; flags win.
@@ -168,6 +338,89 @@ pub struct Cli {
         default_value_t = 16
     )]
     pub stream_buffer: usize,
+
+    /// Upstream retries after the first attempt (connect errors, 408, 429 rate limits, 5xx; only
+    /// before anything was sent to the caller). 0 disables.
+    #[arg(long = "max-retries", env = "GATEWAY_MAX_RETRIES", default_value_t = 2)]
+    pub max_retries: u32,
+
+    /// Longest upstream Retry-After the gateway waits for before retrying; longer ones are
+    /// returned to the caller at once.
+    #[arg(long = "max-retry-after", env = "GATEWAY_MAX_RETRY_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub max_retry_after: Duration,
+
+    /// Upstream connect timeout (0 = none).
+    #[arg(long = "connect-timeout", env = "GATEWAY_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Upstream time to response headers and first stream event (0 = none).
+    #[arg(long = "first-event-timeout", env = "GATEWAY_FIRST_EVENT_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub first_event_timeout: Duration,
+
+    /// Longest upstream silence between two stream events (0 = none).
+    #[arg(long = "idle-timeout", env = "GATEWAY_IDLE_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Upstream total time per call, stream included (0 = none).
+    #[arg(long = "total-timeout", env = "GATEWAY_TOTAL_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub total_timeout: Duration,
+
+    /// Send a keepalive message on a stream silent this long, so mesh idle timeouts do not cut
+    /// it (0 = off).
+    #[arg(long = "heartbeat", env = "GATEWAY_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Upstream calls in flight across the gateway; beyond it, RESOURCE_EXHAUSTED at once.
+    #[arg(
+        long = "max-in-flight",
+        env = "GATEWAY_MAX_IN_FLIGHT",
+        default_value_t = 1024
+    )]
+    pub max_in_flight: usize,
+
+    /// Calls in flight per client connection; beyond it, RESOURCE_EXHAUSTED at once.
+    #[arg(
+        long = "max-streams-per-connection",
+        env = "GATEWAY_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 256
+    )]
+    pub max_streams_per_connection: usize,
+
+    /// On SIGTERM: keep serving this long after health turns NOT_SERVING.
+    #[arg(long = "drain-delay", env = "GATEWAY_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
+    /// On SIGTERM: then give in-flight calls this long before ending them with UNAVAILABLE.
+    #[arg(long = "drain-timeout", env = "GATEWAY_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// HTTP/2 PING interval to clients (0 = off).
+    #[arg(long = "http2-keepalive-interval", env = "GATEWAY_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// HTTP/2 PING acknowledgement timeout.
+    #[arg(long = "http2-keepalive-timeout", env = "GATEWAY_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Close client connections older than this with GOAWAY (0 = never).
+    #[arg(long = "max-connection-age", env = "GATEWAY_MAX_CONNECTION_AGE", default_value = "0", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// HTTP/2 max concurrent streams per client connection.
+    #[arg(
+        long = "max-concurrent-streams",
+        env = "GATEWAY_MAX_CONCURRENT_STREAMS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_streams: u32,
+
+    /// Largest request message accepted, in bytes.
+    #[arg(long = "max-request-bytes", env = "GATEWAY_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Largest response message sent, in bytes.
+    #[arg(long = "max-response-bytes", env = "GATEWAY_MAX_RESPONSE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_response_bytes: usize,
 
     /// Log format.
     #[arg(long = "log-format", env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -218,9 +471,56 @@ impl Cli {
                 ));
             }
         };
+        for (flag, value) in [
+            ("--max-in-flight", self.max_in_flight),
+            (
+                "--max-streams-per-connection",
+                self.max_streams_per_connection,
+            ),
+            (
+                "--max-concurrent-streams",
+                self.max_concurrent_streams as usize,
+            ),
+            ("--max-request-bytes", self.max_request_bytes),
+            ("--max-response-bytes", self.max_response_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{flag}: must be at least 1")));
+            }
+        }
+        if self.http2_keepalive_timeout.is_zero() {
+            return Err(ConfigError(
+                "--http2-keepalive-timeout: must be more than 0".into(),
+            ));
+        }
         let mut config = Config::new(upstream);
         config.listen = listen;
         config.stream_buffer = self.stream_buffer;
+        config.retry.max_retries = self.max_retries;
+        config.retry.max_retry_after = self.max_retry_after;
+        config.timeouts = Timeouts {
+            connect: off_if_zero(self.connect_timeout),
+            first_event: off_if_zero(self.first_event_timeout),
+            idle: off_if_zero(self.idle_timeout),
+            total: off_if_zero(self.total_timeout),
+        };
+        config.heartbeat = off_if_zero(self.heartbeat);
+        config.limits = Limits {
+            max_in_flight: self.max_in_flight,
+            max_streams_per_connection: self.max_streams_per_connection,
+        };
+        config.drain = Drain {
+            delay: self.drain_delay,
+            timeout: self.drain_timeout,
+        };
+        config.http2 = Http2 {
+            keepalive_interval: off_if_zero(self.http2_keepalive_interval),
+            keepalive_timeout: self.http2_keepalive_timeout,
+            max_connection_age: off_if_zero(self.max_connection_age),
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_request_bytes: self.max_request_bytes,
+            max_response_bytes: self.max_response_bytes,
+        };
         Ok(Settings {
             config,
             demo: self.demo,
@@ -299,6 +599,30 @@ mod tests {
         assert!(e.0.contains("--base-url"), "{e}");
         let e = cli(&["--demo", "--stream-buffer", "0"]).unwrap_err();
         assert!(e.0.contains("--stream-buffer"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse_and_zero_turns_limits_off() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 days").is_err());
+        let s = cli(&[
+            "--demo",
+            "--idle-timeout",
+            "0",
+            "--heartbeat",
+            "250ms",
+            "--max-retries",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(s.config.timeouts.idle, None);
+        assert_eq!(s.config.heartbeat, Some(Duration::from_millis(250)));
+        assert_eq!(s.config.retry.max_retries, 0);
+        assert!(cli(&["--demo", "--max-in-flight", "0"]).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::{collections::HashMap, time::Duration};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::openai::{ApiError, UpstreamError, UpstreamMeta, retry_hint_in_message};
+use crate::openai::{ApiError, TimeLimit, UpstreamError, UpstreamMeta, retry_hint_in_message};
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const DOMAIN: &str = "openai-grpc-gateway";
@@ -63,6 +63,30 @@ pub fn cancelled() -> Status {
     Status::with_error_details(
         Code::Cancelled,
         "the call was cancelled; the upstream request was aborted",
+        details,
+    )
+}
+
+/// RESOURCE_EXHAUSTED when a load-shedding limit is reached (`what` names it); retry after
+/// `retry`.
+pub fn overloaded(reason: &str, what: &str, retry: Duration) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, HashMap::new());
+    details.set_retry_info(Some(retry));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("the gateway is at its limit of {what}; retry shortly"),
+        details,
+    )
+}
+
+/// UNAVAILABLE for calls still running when the drain timeout of a shutdown passes.
+pub fn shutting_down() -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info("SHUTTING_DOWN", DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::Unavailable,
+        "server shutting down; retry on another instance",
         details,
     )
 }
@@ -180,10 +204,20 @@ pub fn upstream(err: &UpstreamError, base_url: &str) -> Status {
                 redact(message)
             ),
         ),
-        UpstreamError::Timeout => (
+        UpstreamError::Timeout {
+            limit: TimeLimit::CallerDeadline,
+        } => (
+            Code::DeadlineExceeded,
+            "DEADLINE_EXCEEDED",
+            "the call's deadline passed; the upstream request was aborted".to_owned(),
+        ),
+        UpstreamError::Timeout { limit } => (
             Code::DeadlineExceeded,
             "UPSTREAM_TIMEOUT",
-            format!("OpenAI at {base_url} did not answer in time"),
+            format!(
+                "OpenAI at {base_url} did not answer in time: {} passed; the upstream request was aborted",
+                limit.describe()
+            ),
         ),
         UpstreamError::Decode { message, .. } => (
             Code::Internal,

@@ -1,33 +1,75 @@
-//! Wiring: the gRPC services, grpc.health.v1, reflection (v1 and v1alpha), and shutdown.
+//! Wiring: the gRPC services, grpc.health.v1, reflection (v1 and v1alpha), HTTP/2 settings and
+//! graceful drain.
 
 use std::future::Future;
 
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::{codec::CompressionEncoding, transport::Server};
 
 use crate::{
-    api::responses::ResponsesApi, config::Config, openai::OpenAiClient,
-    pb::responses_service_server::ResponsesServiceServer,
+    api::{
+        call::{CallContext, stamp_arrival},
+        images::ImagesApi,
+        responses::ResponsesApi,
+        speech::SpeechApi,
+    },
+    config::Config,
+    openai::OpenAiClient,
+    pb::{
+        images_service_server::ImagesServiceServer,
+        responses_service_server::ResponsesServiceServer,
+        speech_service_server::SpeechServiceServer,
+    },
 };
 
 /// A failure to start or run the server.
 pub type ServeError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves the gateway on `listener` until `shutdown` resolves; then health turns NOT_SERVING,
-/// new connections stop, and in-flight calls finish before this returns.
+/// Serves the gateway on `listener` until `shutdown` resolves, then drains:
+///
+/// 1. health turns NOT_SERVING for every service (and overall), while calls are still served
+///    for the drain delay, so load balancers and the mesh stop routing here;
+/// 2. the listener stops accepting and connections get GOAWAY; in-flight calls may finish
+///    within the drain timeout;
+/// 3. calls still running then end with UNAVAILABLE "server shutting down" (their upstream
+///    requests are closed), and this returns.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let client = OpenAiClient::new(&config.upstream)?;
-    let responses = ResponsesServiceServer::new(ResponsesApi::new(client, config.stream_buffer));
+    let client = OpenAiClient::new(&config.upstream, &config.retry, &config.timeouts)?;
+    let (force_stop, forced) = watch::channel(false);
+    let ctx = CallContext::new(
+        &config.limits,
+        config.stream_buffer,
+        config.heartbeat,
+        forced,
+    );
+    let limits = &config.http2;
+    let responses = ResponsesServiceServer::new(ResponsesApi::new(client.clone(), ctx.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
+    let images = ImagesServiceServer::new(ImagesApi::new(client.clone(), ctx.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
+    let speech = SpeechServiceServer::new(SpeechApi::new(client.clone(), ctx.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(limits.max_request_bytes)
+        .max_encoding_message_size(limits.max_response_bytes);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<ResponsesServiceServer<ResponsesApi>>()
         .await;
+    health.set_serving::<ImagesServiceServer<ImagesApi>>().await;
+    health.set_serving::<SpeechServiceServer<SpeechApi>>().await;
 
     // Reflection knows our contract plus the health and google.rpc error-detail types, so
     // grpcurl can describe every service and decode the details of an error status.
@@ -40,23 +82,73 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let drain = config.drain.clone();
+    let mut forced = force_stop.subscribe();
     let shutdown = async move {
         shutdown.await;
-        tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
+        tracing::info!(
+            delay_ms = drain.delay.as_millis() as u64,
+            "shutting down: health NOT_SERVING, still serving during the drain delay"
+        );
         health
             .set_not_serving::<ResponsesServiceServer<ResponsesApi>>()
             .await;
         health
+            .set_not_serving::<ImagesServiceServer<ImagesApi>>()
+            .await;
+        health
+            .set_not_serving::<SpeechServiceServer<SpeechApi>>()
+            .await;
+        health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
+        tokio::time::sleep(drain.delay).await;
+        tracing::info!(
+            timeout_ms = drain.timeout.as_millis() as u64,
+            "draining: no new connections; in-flight calls may finish"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(drain.timeout).await;
+            tracing::warn!("drain timeout passed: ending the calls still in flight");
+            let _ = force_stop.send(true);
+        });
     };
 
-    Server::builder()
+    let mut server = Server::builder()
+        .layer(tower::util::MapRequestLayer::new(stamp_arrival))
+        .http2_keepalive_interval(limits.keepalive_interval)
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(Some(limits.max_concurrent_streams));
+    if let Some(age) = limits.max_connection_age {
+        // No grace period on purpose: with one, tonic 0.14 closes the connection outright when
+        // the grace ends and never sends GOAWAY; without, it shuts the connection down
+        // gracefully (GOAWAY, in-flight streams finish).
+        server = server.max_connection_age(age);
+    }
+    let serve = server
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(responses)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
+        .add_service(images)
+        .add_service(speech)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => return served.map_err(Into::into),
+        _ = forced.wait_for(|forced| *forced) => {}
+    }
+    // The drain timeout passed and the calls still running were told to end. Give their final
+    // statuses a moment to reach the callers, then stop waiting: streams that never end on
+    // their own (health Watch from a kubelet or the mesh) must not hold the process forever.
+    match tokio::time::timeout(FINAL_FLUSH, &mut serve).await {
+        Ok(served) => served.map_err(Into::into),
+        Err(_) => {
+            tracing::warn!("closing the connections still open after the drain");
+            Ok(())
+        }
+    }
 }
+
+/// How long, after the drain timeout, the final statuses of ended calls may take to flush.
+const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);

@@ -68,11 +68,19 @@ fn help_documents_the_environment_and_hides_the_key() {
 
 #[test]
 fn demo_serves_and_sigterm_exits_cleanly() {
-    let mut child = gateway(&["--demo", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .stderr(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = gateway(&[
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--drain-delay",
+        "0",
+    ])
+    .stderr(Stdio::null())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
     // The first "serving gRPC" log line says the address.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {

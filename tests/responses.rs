@@ -409,13 +409,14 @@ async fn every_local_problem_is_reported_at_once() {
 
 // ---- upstream errors before any output -----------------------------------------------------
 
+/// One upstream failure, with retries off so the mapping itself is what is seen.
 async fn upstream_error(
     status: u16,
     kind: &str,
     code: Option<&str>,
     headers: Vec<(String, String)>,
 ) -> (Harness, Status) {
-    let h = Harness::start().await;
+    let h = Harness::start_with(|c| c.retry.max_retries = 0).await;
     h.fake.push(Scenario::Error {
         status,
         body: fake::error_body("upstream says no", kind, None, code),

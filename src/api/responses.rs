@@ -14,13 +14,17 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use super::validate;
+use super::{
+    call::{CallContext, Permit, Source, Step, pump},
+    validate,
+};
 use crate::{
     convert::responses::{self as convert, Outcome},
     error,
     openai::{Accept, EventStream, OpenAiClient, UpstreamError},
     pb::{
-        CreateResponseRequest, CreateResponseResponse, responses_service_server::ResponsesService,
+        CreateResponseRequest, CreateResponseResponse, KeepaliveEvent,
+        create_response_response::Event, responses_service_server::ResponsesService,
     },
 };
 
@@ -30,17 +34,13 @@ type EventResult = Result<CreateResponseResponse, Status>;
 #[derive(Debug, Clone)]
 pub struct ResponsesApi {
     client: OpenAiClient,
-    stream_buffer: usize,
+    ctx: CallContext,
 }
 
 impl ResponsesApi {
-    /// A handler calling OpenAI through `client`, buffering at most `stream_buffer` messages per
-    /// stream.
-    pub fn new(client: OpenAiClient, stream_buffer: usize) -> Self {
-        Self {
-            client,
-            stream_buffer: stream_buffer.max(1),
-        }
+    /// A handler calling OpenAI through `client`, with the shared per-call context.
+    pub fn new(client: OpenAiClient, ctx: CallContext) -> Self {
+        Self { client, ctx }
     }
 
     fn status(&self, e: &UpstreamError) -> Status {
@@ -56,6 +56,8 @@ impl ResponsesService for ResponsesApi {
         &self,
         request: Request<CreateResponseRequest>,
     ) -> Result<Response<Self::CreateResponseStream>, Status> {
+        let permit = self.ctx.admit(&request)?;
+        let deadline = self.ctx.deadline(&request);
         let request = request.into_inner();
         let violations = validate::create_response(&request);
         if !violations.is_empty() {
@@ -68,74 +70,90 @@ impl ResponsesService for ResponsesApi {
         } else {
             Accept::Json
         };
-        let upstream = self
-            .client
-            .post_json("/responses", body, accept)
-            .await
-            .map_err(|e| self.status(&e))?;
-
-        if !stream {
+        let opened = async {
+            let upstream = self
+                .client
+                .post_json("/responses", body, accept, deadline)
+                .await
+                .map_err(|e| self.status(&e))?;
+            if stream {
+                let events = upstream.events().map_err(|e| self.status(&e))?;
+                return Ok(Opened::Stream(events));
+            }
             let meta = upstream.meta().clone();
             let json = upstream.json().await.map_err(|e| self.status(&e))?;
             let event = convert::non_streamed(json, &meta).map_err(|e| self.status(&e))?;
-            let mut items = vec![Ok(event.message)];
-            if let Outcome::Failed(e) = &event.outcome {
-                items.push(Err(self.status(e)));
+            Ok(Opened::Single(event))
+        };
+        let events = match self.ctx.unless_shutdown(opened).await? {
+            Opened::Single(single) => {
+                let mut items = vec![Ok(single.message)];
+                if let Outcome::Failed(e) = &single.outcome {
+                    items.push(Err(self.status(e)));
+                }
+                return Ok(Response::new(Box::pin(tokio_stream::iter(items))));
             }
-            return Ok(Response::new(Box::pin(tokio_stream::iter(items))));
-        }
-
-        let events = upstream.events().map_err(|e| self.status(&e))?;
-        let (tx, rx) = mpsc::channel(self.stream_buffer);
-        tokio::spawn(pump(events, tx, self.clone()));
+            Opened::Stream(events) => events,
+        };
+        let (tx, rx) = mpsc::channel(self.ctx.stream_buffer);
+        let source = Upstream {
+            events,
+            api: self.clone(),
+            _permit: permit,
+        };
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move { pump(&ctx, tx, source).await });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-/// Reads upstream events and forwards them, one typed message per event, until the terminal
-/// event, an error, or the caller going away. Returning drops `events`, which aborts the
-/// upstream request if it is still open.
-async fn pump(mut events: EventStream, tx: mpsc::Sender<EventResult>, api: ResponsesApi) {
-    loop {
-        let next = tokio::select! {
-            biased;
-            // The caller cancelled or disconnected: stop now, even if the upstream is silent.
-            () = tx.closed() => return,
-            next = events.next() => next,
-        };
-        let data = match next {
+/// An upstream call whose HTTP status was checked.
+enum Opened {
+    /// `stream: false`: the finished Response, as its one message.
+    Single(convert::Event),
+    /// `stream: true`: the event stream, not read yet.
+    Stream(EventStream),
+}
+
+/// One upstream Responses stream as a [`Source`] of typed events. Dropping it closes the upstream
+/// request and frees the call's admission slot.
+struct Upstream {
+    events: EventStream,
+    api: ResponsesApi,
+    _permit: Permit,
+}
+
+impl Source for Upstream {
+    type Message = CreateResponseResponse;
+
+    async fn next(&mut self) -> Step<CreateResponseResponse> {
+        let data = match self.events.next().await {
             Some(Ok(event)) => event.data,
-            Some(Err(e)) => {
-                let _ = tx.send(Err(api.status(&e))).await;
-                return;
-            }
+            Some(Err(e)) => return Step::Fail(self.api.status(&e)),
             None => {
                 let e = UpstreamError::Dropped {
                     message: "the upstream stream closed before a terminal event (response.completed, response.incomplete, response.failed or error)".into(),
-                    meta: events.meta().clone(),
+                    meta: self.events.meta().clone(),
                 };
-                let _ = tx.send(Err(api.status(&e))).await;
-                return;
+                return Step::Fail(self.api.status(&e));
             }
         };
-        let event = match convert::event(&data, events.meta()) {
-            Ok(event) => event,
-            Err(e) => {
-                let _ = tx.send(Err(api.status(&e))).await;
-                return;
-            }
-        };
-        // A full channel waits here: the upstream is not read while the caller is behind.
-        if tx.send(Ok(event.message)).await.is_err() {
-            return;
+        match convert::event(&data, self.events.meta()) {
+            Ok(event) => match event.outcome {
+                Outcome::Continue => Step::Send(event.message),
+                Outcome::Terminal => Step::Last(event.message),
+                Outcome::Failed(e) => Step::SendThenFail(event.message, self.api.status(&e)),
+            },
+            Err(e) => Step::Fail(self.api.status(&e)),
         }
-        match event.outcome {
-            Outcome::Continue => {}
-            Outcome::Terminal => return,
-            Outcome::Failed(e) => {
-                let _ = tx.send(Err(api.status(&e))).await;
-                return;
-            }
+    }
+
+    /// A gateway heartbeat: the `keepalive` variant without a `sequence_number` (OpenAI's own
+    /// keepalive events carry one).
+    fn keepalive(&self) -> CreateResponseResponse {
+        CreateResponseResponse {
+            sequence_number: None,
+            event: Some(Event::Keepalive(KeepaliveEvent::default())),
         }
     }
 }

@@ -78,6 +78,34 @@ impl ApiError {
     }
 }
 
+/// The time limits of an upstream call (see [`crate::config::Timeouts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeLimit {
+    /// Connecting took too long.
+    Connect,
+    /// No response headers, or no first stream event, in time.
+    FirstEvent,
+    /// The stream was silent too long between two events.
+    Idle,
+    /// The whole call took too long.
+    Total,
+    /// The caller's own deadline (gRPC `grpc-timeout`) passed.
+    CallerDeadline,
+}
+
+impl TimeLimit {
+    /// A short description for messages and logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Connect => "the upstream connect timeout",
+            Self::FirstEvent => "the upstream first-event timeout",
+            Self::Idle => "the upstream idle timeout",
+            Self::Total => "the upstream total timeout",
+            Self::CallerDeadline => "the caller's deadline",
+        }
+    }
+}
+
 /// Facts about the upstream exchange that every error carries where known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamMeta {
@@ -104,8 +132,11 @@ pub enum UpstreamError {
         /// What the transport said (never contains the key).
         message: String,
     },
-    /// No response in time.
-    Timeout,
+    /// A time limit passed (the upstream request is then closed).
+    Timeout {
+        /// Which limit.
+        limit: TimeLimit,
+    },
     /// The response could not be decoded (not JSON, not SSE, wrong shape).
     Decode {
         /// What was wrong.
@@ -147,7 +178,7 @@ impl UpstreamError {
             | Self::Dropped { meta, .. }
             | Self::StreamError { meta, .. }
             | Self::ResponseFailed { meta, .. } => Some(meta),
-            Self::Connect { .. } | Self::Timeout => None,
+            Self::Connect { .. } | Self::Timeout { .. } => None,
         }
     }
 }
@@ -160,7 +191,7 @@ impl fmt::Display for UpstreamError {
                 None => write!(f, "HTTP {status}"),
             },
             Self::Connect { message } => write!(f, "connection failed: {message}"),
-            Self::Timeout => f.write_str("timed out"),
+            Self::Timeout { limit } => write!(f, "{} passed", limit.describe()),
             Self::Decode { message, .. } => write!(f, "undecodable response: {message}"),
             Self::Dropped { message, .. } => write!(f, "stream dropped: {message}"),
             Self::StreamError { error, .. } => write!(f, "stream error: {}", error.message),

@@ -3,21 +3,80 @@
 //! its own crate.
 
 mod error;
+pub mod retry;
 mod stream;
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
 
-pub use error::{ApiError, UpstreamError, UpstreamMeta, retry_after, retry_hint_in_message};
+pub use error::{
+    ApiError, TimeLimit, UpstreamError, UpstreamMeta, retry_after, retry_hint_in_message,
+};
 pub use stream::{EventStream, StreamEvent};
 
-use crate::config::UpstreamConfig;
+use crate::config::{RetryPolicy, Timeouts, UpstreamConfig};
 
 /// A client for one upstream (base URL + credentials). Cheap to clone: clones share the pool.
 #[derive(Clone, Debug)]
 pub struct OpenAiClient {
     http: reqwest::Client,
     base_url: String,
+    retry: RetryPolicy,
+    timeouts: Timeouts,
+}
+
+/// The time limits of one call, fixed when it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// The earliest hard end of the call (caller deadline or total timeout) and which it is.
+    end: Option<(Instant, TimeLimit)>,
+    /// Limit for the response headers and the first event, from the start of each attempt.
+    first_event: Option<Duration>,
+    /// Limit for silence between events.
+    idle: Option<Duration>,
+}
+
+impl Budget {
+    fn new(timeouts: &Timeouts, caller_deadline: Option<Instant>) -> Self {
+        let total = timeouts
+            .total
+            .map(|t| (Instant::now() + t, TimeLimit::Total));
+        let caller = caller_deadline.map(|d| (d, TimeLimit::CallerDeadline));
+        let end = match (total, caller) {
+            (Some(t), Some(c)) => Some(if c.0 <= t.0 { c } else { t }),
+            (t, c) => t.or(c),
+        };
+        Self {
+            end,
+            first_event: timeouts.first_event,
+            idle: timeouts.idle,
+        }
+    }
+
+    /// The sooner of the call's hard end and `now + limit` (tagged `kind`).
+    fn until(&self, limit: Option<Duration>, kind: TimeLimit) -> Option<(Instant, TimeLimit)> {
+        let soft = limit.map(|l| (Instant::now() + l, kind));
+        match (self.end, soft) {
+            (Some(e), Some(s)) => Some(if e.0 <= s.0 { e } else { s }),
+            (e, s) => e.or(s),
+        }
+    }
+}
+
+/// Runs `fut` until `limit` (if any); a timeout becomes [`UpstreamError::Timeout`].
+async fn within<T>(
+    limit: Option<(Instant, TimeLimit)>,
+    fut: impl Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    match limit {
+        None => fut.await,
+        Some((at, limit)) => tokio::time::timeout_at(at, fut)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout { limit })),
+    }
 }
 
 /// What to ask for in `Accept`.
@@ -33,7 +92,11 @@ pub enum Accept {
 
 impl OpenAiClient {
     /// Builds the client. Fails only on header values that cannot be sent (reported at start-up).
-    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+    pub fn new(
+        config: &UpstreamConfig,
+        retry: &RetryPolicy,
+        timeouts: &Timeouts,
+    ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
         if let Some(key) = &config.api_key {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
@@ -52,15 +115,26 @@ impl OpenAiClient {
                 headers.insert(HeaderName::from_static(name), v);
             }
         }
-        let http = reqwest::Client::builder()
+        // One pooled client for the process: HTTP/2 when the server offers it (ALPN), TCP
+        // keepalive so dead peers are noticed, bounded idle pool.
+        let mut http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("openai-grpc-gateway/", env!("CARGO_PKG_VERSION")))
             .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64);
+        if let Some(connect) = timeouts.connect {
+            http = http.connect_timeout(connect);
+        }
+        let http = http
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             http,
             base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
+            retry: retry.clone(),
+            timeouts: timeouts.clone(),
         })
     }
 
@@ -70,12 +144,51 @@ impl OpenAiClient {
     }
 
     /// POSTs a JSON body to `path` (e.g. `/responses`) and checks the status before returning, so
-    /// a failure before any output is reported as an error, never as a stream.
+    /// a failure before any output is reported as an error, never as a stream. Transient failures
+    /// are retried per the [`RetryPolicy`] (nothing has reached the caller yet, so a retry cannot
+    /// duplicate output), never past `caller_deadline` or the total timeout.
     pub async fn post_json(
         &self,
         path: &str,
         body: Bytes,
         accept: Accept,
+        caller_deadline: Option<Instant>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let budget = Budget::new(&self.timeouts, caller_deadline);
+        let mut retries = 0;
+        loop {
+            let attempt = within(
+                budget.until(budget.first_event, TimeLimit::FirstEvent),
+                self.send_once(path, body.clone(), accept, retries),
+            );
+            let err = match attempt.await {
+                Ok(mut response) => {
+                    response.budget = budget;
+                    return Ok(response);
+                }
+                Err(e) => e,
+            };
+            let Some(delay) = retry::delay(&self.retry, retries, &err) else {
+                return Err(err);
+            };
+            if budget
+                .end
+                .is_some_and(|(end, _)| Instant::now() + delay >= end)
+            {
+                return Err(err);
+            }
+            retries += 1;
+            tracing::info!(retry = retries, delay_ms = delay.as_millis() as u64, error = %err, "retrying the upstream call");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        path: &str,
+        body: Bytes,
+        accept: Accept,
+        retries: u32,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let accept = match accept {
             Accept::Json => "application/json",
@@ -87,6 +200,7 @@ impl OpenAiClient {
             .post(format!("{}{path}", self.base_url))
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, accept)
+            .header("x-stainless-retry-count", retries)
             .body(body)
             .send()
             .await
@@ -94,7 +208,11 @@ impl OpenAiClient {
         let meta = meta_of(response.headers());
         let status = response.status();
         if status.is_success() {
-            return Ok(UpstreamResponse { response, meta });
+            return Ok(UpstreamResponse {
+                response,
+                meta,
+                budget: Budget::new(&Timeouts::default(), None),
+            });
         }
         // Error bodies are small JSON objects; a huge or never-ending one is cut off.
         let body = read_capped(response, 64 * 1024).await;
@@ -112,6 +230,7 @@ impl OpenAiClient {
 pub struct UpstreamResponse {
     response: reqwest::Response,
     meta: UpstreamMeta,
+    budget: Budget,
 }
 
 impl UpstreamResponse {
@@ -125,17 +244,20 @@ impl UpstreamResponse {
         self.response.headers()
     }
 
-    /// Reads the whole body as JSON.
+    /// Reads the whole body as JSON, within the call's hard end (caller deadline or total
+    /// timeout).
     pub async fn json(self) -> Result<serde_json::Value, UpstreamError> {
         let meta = self.meta;
-        let body = self
-            .response
-            .bytes()
-            .await
-            .map_err(|e| UpstreamError::Dropped {
-                message: format!("reading the body failed: {}", describe(&e)),
-                meta: meta.clone(),
-            })?;
+        let read = async {
+            self.response
+                .bytes()
+                .await
+                .map_err(|e| UpstreamError::Dropped {
+                    message: format!("reading the body failed: {}", describe(&e)),
+                    meta: meta.clone(),
+                })
+        };
+        let body = within(self.budget.end, read).await?;
         serde_json::from_slice(&body).map_err(|e| UpstreamError::Decode {
             message: format!("the body is not JSON ({e})"),
             meta,
@@ -159,7 +281,7 @@ impl UpstreamResponse {
                 meta: self.meta,
             });
         }
-        Ok(EventStream::new(self.response, self.meta))
+        Ok(EventStream::new(self.response, self.meta, self.budget))
     }
 
     /// The raw body as a stream of chunks, for binary payloads such as audio.
@@ -190,10 +312,13 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Vec<u8> {
     body
 }
 
-/// A transport failure as an [`UpstreamError`]. Timeouts stay distinguishable.
+/// A transport failure as an [`UpstreamError`]. Timeouts stay distinguishable (reqwest's only
+/// own timeout here is the connect timeout).
 fn transport_error(e: &reqwest::Error) -> UpstreamError {
     if e.is_timeout() {
-        UpstreamError::Timeout
+        UpstreamError::Timeout {
+            limit: TimeLimit::Connect,
+        }
     } else {
         UpstreamError::Connect {
             message: describe(e),

@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 
-use super::{UpstreamError, UpstreamMeta, describe};
+use tokio::time::Instant;
+
+use super::{Budget, TimeLimit, UpstreamError, UpstreamMeta, describe};
 use crate::sse::SseDecoder;
 
 /// One event of an upstream stream.
@@ -21,15 +23,21 @@ pub struct EventStream {
     decoder: SseDecoder,
     meta: UpstreamMeta,
     done: bool,
+    budget: Budget,
+    /// When the current wait for an event gives up, and which limit that is: the first-event
+    /// timeout until the first event, then the idle timeout, always capped by the call's end.
+    wait_until: Option<(Instant, TimeLimit)>,
 }
 
 impl EventStream {
-    pub(super) fn new(response: reqwest::Response, meta: UpstreamMeta) -> Self {
+    pub(super) fn new(response: reqwest::Response, meta: UpstreamMeta, budget: Budget) -> Self {
         Self {
             response,
             decoder: SseDecoder::new(),
             meta,
             done: false,
+            wait_until: budget.until(budget.first_event, TimeLimit::FirstEvent),
+            budget,
         }
     }
 
@@ -40,8 +48,22 @@ impl EventStream {
 
     /// The next event; `None` at a clean end of the body (or after `data: [DONE]`, which OpenAI's
     /// Responses API never sends but some compatible servers do). A body that breaks off, or ends
-    /// in the middle of an event, is an [`UpstreamError::Dropped`].
+    /// in the middle of an event, is an [`UpstreamError::Dropped`]; a limit that passes is an
+    /// [`UpstreamError::Timeout`]. Cancel-safe: dropping the future loses no data.
     pub async fn next(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
+        let Some((at, limit)) = self.wait_until else {
+            return self.next_untimed().await;
+        };
+        match tokio::time::timeout_at(at, self.next_untimed()).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.done = true;
+                Some(Err(UpstreamError::Timeout { limit }))
+            }
+        }
+    }
+
+    async fn next_untimed(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
         loop {
             if self.done {
                 return None;
@@ -52,6 +74,7 @@ impl EventStream {
                         self.done = true;
                         return None;
                     }
+                    self.wait_until = self.budget.until(self.budget.idle, TimeLimit::Idle);
                     return Some(Ok(StreamEvent {
                         event: ev.event,
                         data: ev.data,

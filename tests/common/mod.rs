@@ -1,10 +1,10 @@
 //! Test harness: the fake OpenAI and a gateway pointed at it, both on 127.0.0.1:0.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use openai_grpc_gateway::{
-    config::{ApiKey, Config, UpstreamConfig},
+    config::{ApiKey, Config, Drain, UpstreamConfig},
     fake::FakeOpenAi,
     pb::responses_service_client::ResponsesServiceClient,
 };
@@ -36,6 +36,11 @@ impl Harness {
         let mut upstream = UpstreamConfig::new(&fake.base_url()).expect("fake URL is valid");
         upstream.api_key = Some(ApiKey::new(TEST_KEY).unwrap());
         let mut config = Config::new(upstream);
+        // Tests stop at once unless a test asks for a drain.
+        config.drain = Drain {
+            delay: Duration::ZERO,
+            timeout: Duration::from_secs(5),
+        };
         tweak(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -70,6 +75,13 @@ impl Harness {
     /// A generated ResponsesService client.
     pub fn responses(&self) -> ResponsesServiceClient<Channel> {
         ResponsesServiceClient::new(self.channel())
+    }
+
+    /// Signals shutdown (as SIGTERM does) without waiting; [`Harness::stop`] then waits.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 
     /// Stops the gateway and waits for it to finish.

@@ -1,0 +1,308 @@
+//! The lifetime of one call, shared by every handler: admission (load shedding), the caller's
+//! deadline, the shutdown signal, and the stream pump that forwards upstream events with
+//! heartbeats.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
+    time::Instant,
+};
+use tonic::{Request, Status};
+
+use crate::{config::Limits, error};
+
+/// How long a caller turned away by load shedding is told to wait.
+const SHED_RETRY: Duration = Duration::from_secs(1);
+
+/// tonic ends the handler future itself with CANCELLED when the `grpc-timeout` passes, timed
+/// from the moment the request headers arrived. The gateway times its deadline from the same
+/// moment ([`Arrival`]) and fires this much earlier (two timer ticks), so the caller gets
+/// DEADLINE_EXCEEDED with details instead.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(2);
+
+/// When a request's headers arrived, stamped by [`stamp_arrival`] in the server's tower stack
+/// (called synchronously right after tonic starts its own `grpc-timeout` timer).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub Instant);
+
+/// The tower layer function that stamps [`Arrival`] on every request.
+pub fn stamp_arrival<B>(
+    mut request: tonic::codegen::http::Request<B>,
+) -> tonic::codegen::http::Request<B> {
+    request.extensions_mut().insert(Arrival(Instant::now()));
+    request
+}
+
+/// Everything a handler needs besides its upstream client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    admission: Admission,
+    shutdown: watch::Receiver<bool>,
+    /// Messages buffered per stream.
+    pub stream_buffer: usize,
+    /// Gateway keepalive interval on silent streams.
+    pub heartbeat: Option<Duration>,
+}
+
+impl CallContext {
+    /// A context with these limits; `shutdown` turns true when in-flight calls must end.
+    pub fn new(
+        limits: &Limits,
+        stream_buffer: usize,
+        heartbeat: Option<Duration>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            admission: Admission::new(limits),
+            shutdown,
+            stream_buffer: stream_buffer.max(1),
+            heartbeat,
+        }
+    }
+
+    /// Admits a call or refuses it at once with RESOURCE_EXHAUSTED (never queues). Hold the
+    /// returned permit for the life of the call.
+    pub fn admit<T>(&self, request: &Request<T>) -> Result<Permit, Status> {
+        self.admission.admit(request.remote_addr())
+    }
+
+    /// The caller's deadline from `grpc-timeout`, if it sent one, timed from the request's
+    /// arrival.
+    pub fn deadline<T>(&self, request: &Request<T>) -> Option<Instant> {
+        let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+        let timeout = parse_grpc_timeout(raw)?;
+        let arrived = request
+            .extensions()
+            .get::<Arrival>()
+            .map_or_else(Instant::now, |a| a.0);
+        Some(arrived + timeout.saturating_sub(DEADLINE_MARGIN))
+    }
+
+    /// Resolves when a shutdown's drain timeout has passed and in-flight calls must end.
+    pub async fn forced_shutdown(&self) {
+        let mut rx = self.shutdown.clone();
+        // An error means the sender is gone: the server has stopped; treat as forced.
+        let _ = rx.wait_for(|forced| *forced).await;
+    }
+
+    /// Runs the pre-stream phase of a call (`fut`) unless the drain timeout ends it first.
+    pub async fn unless_shutdown<T>(
+        &self,
+        fut: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        tokio::select! {
+            result = fut => result,
+            () = self.forced_shutdown() => Err(error::shutting_down()),
+        }
+    }
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(raw: &str) -> Option<Duration> {
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Load shedding: a global cap on calls in flight and a cap per client connection.
+#[derive(Debug, Clone)]
+struct Admission {
+    global: Arc<Semaphore>,
+    per_connection: Arc<Mutex<HashMap<SocketAddr, usize>>>,
+    max_per_connection: usize,
+}
+
+/// Proof of admission; dropping it frees the slots.
+#[derive(Debug)]
+pub struct Permit {
+    _global: OwnedSemaphorePermit,
+    connection: Option<(SocketAddr, Arc<Mutex<HashMap<SocketAddr, usize>>>)>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some((addr, map)) = &self.connection {
+            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = map.get_mut(addr) {
+                *count -= 1;
+                if *count == 0 {
+                    map.remove(addr);
+                }
+            }
+        }
+    }
+}
+
+impl Admission {
+    fn new(limits: &Limits) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(limits.max_in_flight)),
+            per_connection: Arc::default(),
+            max_per_connection: limits.max_streams_per_connection,
+        }
+    }
+
+    fn admit(&self, remote: Option<SocketAddr>) -> Result<Permit, Status> {
+        let global =
+            self.global.clone().try_acquire_owned().map_err(|_| {
+                error::overloaded("OVERLOADED", "upstream calls in flight", SHED_RETRY)
+            })?;
+        let connection = match remote {
+            Some(addr) => {
+                let mut map = self
+                    .per_connection
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let count = map.entry(addr).or_insert(0);
+                if *count >= self.max_per_connection {
+                    return Err(error::overloaded(
+                        "TOO_MANY_STREAMS_ON_CONNECTION",
+                        "calls on one connection (open another connection)",
+                        SHED_RETRY,
+                    ));
+                }
+                *count += 1;
+                Some((addr, self.per_connection.clone()))
+            }
+            None => None,
+        };
+        Ok(Permit {
+            _global: global,
+            connection,
+        })
+    }
+}
+
+/// One step of a stream pump, as seen by [`pump`].
+pub enum Step<M> {
+    /// Send this message and continue.
+    Send(M),
+    /// Send this message, then end the stream normally.
+    Last(M),
+    /// Send this message, then end the stream with this status.
+    SendThenFail(M, Status),
+    /// End the stream with this status.
+    Fail(Status),
+    /// End the stream normally.
+    End,
+}
+
+/// Where a stream pump gets its messages: one upstream call.
+pub trait Source: Send {
+    /// The gRPC message type.
+    type Message: Send;
+    /// The next step. Must be cancel-safe: it is dropped when a heartbeat is due.
+    fn next(&mut self) -> impl Future<Output = Step<Self::Message>> + Send;
+    /// A gateway keepalive message, sent during long silences.
+    fn keepalive(&self) -> Self::Message;
+}
+
+/// Forwards what `source` produces into `tx` until the stream ends, the caller goes away (then
+/// it returns at once, dropping `source`, which aborts the upstream request), or a forced
+/// shutdown ends it with UNAVAILABLE. During silences longer than the heartbeat interval it
+/// sends a keepalive so mesh idle timeouts do not cut a live stream.
+pub async fn pump<S: Source>(
+    ctx: &CallContext,
+    tx: mpsc::Sender<Result<S::Message, Status>>,
+    mut source: S,
+) {
+    let mut beat_at = ctx.heartbeat.map(|h| Instant::now() + h);
+    loop {
+        let step = tokio::select! {
+            biased;
+            () = tx.closed() => return,
+            () = ctx.forced_shutdown() => Step::Fail(error::shutting_down()),
+            step = source.next() => step,
+            () = sleep_until(beat_at) => {
+                beat_at = ctx.heartbeat.map(|h| Instant::now() + h);
+                if tx.send(Ok(source.keepalive())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        // A full channel waits here: the upstream is not read while the caller is behind.
+        let sent = match step {
+            Step::Send(m) => tx.send(Ok(m)).await.is_ok(),
+            Step::Last(m) => {
+                let _ = tx.send(Ok(m)).await;
+                return;
+            }
+            Step::SendThenFail(m, status) => {
+                if tx.send(Ok(m)).await.is_ok() {
+                    let _ = tx.send(Err(status)).await;
+                }
+                return;
+            }
+            Step::Fail(status) => {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+            Step::End => return,
+        };
+        if !sent {
+            return;
+        }
+        beat_at = ctx.heartbeat.map(|h| Instant::now() + h);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("10x"), None);
+    }
+
+    #[test]
+    fn admission_caps_global_and_per_connection() {
+        let a = Admission::new(&Limits {
+            max_in_flight: 2,
+            max_streams_per_connection: 1,
+        });
+        let one: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let two: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let p1 = a.admit(Some(one)).unwrap();
+        let e = a.admit(Some(one)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        let _p2 = a.admit(Some(two)).unwrap();
+        assert_eq!(
+            a.admit(None).unwrap_err().code(),
+            tonic::Code::ResourceExhausted
+        );
+        drop(p1);
+        assert!(a.admit(Some(one)).is_ok(), "slots are freed on drop");
+    }
+}
