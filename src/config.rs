@@ -126,6 +126,155 @@ pub struct Config {
     pub drain: Drain,
     /// HTTP/2 and message-size settings of the gRPC server.
     pub http2: Http2,
+    /// Caller authentication.
+    pub auth: Auth,
+    /// In-process TLS (for deployments without a mesh); `None` serves plaintext h2c.
+    pub tls: Option<Tls>,
+    /// Named credential profiles; empty means one profile, `default`, made of `upstream`.
+    pub profiles: Profiles,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Named credential profiles (the seed's per-environment credentials: Editor, Staging,
+/// Production). A caller picks one with the `x-openai-profile` metadata key.
+#[derive(Debug, Clone, Default)]
+pub struct Profiles {
+    /// The profile used when a call names none.
+    pub default: String,
+    /// The profiles by name. Empty: the single profile `default` is [`Config::upstream`].
+    pub named: std::collections::BTreeMap<String, Profile>,
+    /// Whether callers may bring their own OpenAI key in `x-openai-api-key` metadata.
+    pub allow_caller_keys: bool,
+}
+
+/// One credential profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Where and as whom to call OpenAI.
+    pub upstream: UpstreamConfig,
+    /// When set, only callers whose token has one of these names may use the profile.
+    pub callers: Option<Vec<String>>,
+}
+
+/// The profiles file (`--profiles-file`), JSON:
+/// `{"default": "production", "profiles": {"production": {"api_key_file": "...",
+/// "organization": "org-...", "project": "proj_...", "base_url": "...", "callers": ["billing"]}}}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    default: String,
+    profiles: std::collections::BTreeMap<String, ProfileEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileEntry {
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    api_key_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    organization: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    callers: Option<Vec<String>>,
+}
+
+impl fmt::Debug for ProfileEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProfileEntry")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("api_key_file", &self.api_key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Profiles {
+    /// Parses a profiles file. Keys come from `api_key` or, better, `api_key_file` (a mounted
+    /// Kubernetes secret); every profile needs one unless `demo` is set.
+    pub fn from_json(text: &str, demo: bool) -> Result<Self, ConfigError> {
+        let file: ProfilesFile =
+            serde_json::from_str(text).map_err(|e| ConfigError(format!("--profiles-file: {e}")))?;
+        if !file.profiles.contains_key(&file.default) {
+            return Err(ConfigError(format!(
+                "--profiles-file: the default profile {:?} is not defined",
+                file.default
+            )));
+        }
+        let mut named = std::collections::BTreeMap::new();
+        for (name, entry) in file.profiles {
+            let at = |what: &str| format!("--profiles-file: profile {name:?}: {what}");
+            let mut upstream =
+                UpstreamConfig::new(entry.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))
+                    .map_err(|e| ConfigError(at(&e.0)))?;
+            let key = match (entry.api_key, entry.api_key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError(at("give api_key or api_key_file, not both")));
+                }
+                (Some(k), None) => Some(k),
+                (None, Some(path)) => Some(
+                    String::from_utf8(read_file(&path, &at("api_key_file"))?)
+                        .map_err(|_| ConfigError(at("api_key_file is not UTF-8")))?,
+                ),
+                (None, None) if demo => None,
+                (None, None) => return Err(ConfigError(at("needs api_key or api_key_file"))),
+            };
+            upstream.api_key = key
+                .map(ApiKey::new)
+                .transpose()
+                .map_err(|e| ConfigError(at(&e.0)))?;
+            upstream.organization = non_empty(entry.organization);
+            upstream.project = non_empty(entry.project);
+            named.insert(
+                name,
+                Profile {
+                    upstream,
+                    callers: entry.callers,
+                },
+            );
+        }
+        Ok(Self {
+            default: file.default,
+            named,
+            allow_caller_keys: false,
+        })
+    }
+}
+
+/// Caller authentication. With no tokens, every caller is let in (run behind a mesh that
+/// authenticates, or on loopback).
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// Accepted bearer tokens (as digests, with names).
+    pub tokens: Vec<crate::auth::CallerToken>,
+    /// Whether reflection also requires a token (health never does).
+    pub protect_reflection: bool,
+}
+
+/// TLS material, read from files at start-up. `Debug` never shows the private key.
+#[derive(Clone)]
+pub struct Tls {
+    /// The server certificate chain (PEM).
+    pub cert_pem: Vec<u8>,
+    /// The server private key (PEM).
+    pub key_pem: Vec<u8>,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &format_args!("<redacted>"))
+            .field("mtls", &self.client_ca_pem.is_some())
+            .finish()
+    }
 }
 
 impl Config {
@@ -141,6 +290,10 @@ impl Config {
             limits: Limits::default(),
             drain: Drain::default(),
             http2: Http2::default(),
+            auth: Auth::default(),
+            tls: None,
+            profiles: Profiles::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -422,6 +575,54 @@ pub struct Cli {
     #[arg(long = "max-response-bytes", env = "GATEWAY_MAX_RESPONSE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_response_bytes: usize,
 
+    /// Credential profiles (JSON file: default profile name, and per profile api_key_file,
+    /// organization, project, base_url, callers). Replaces the single key/org/project/base-URL
+    /// flags.
+    #[arg(long = "profiles-file", env = "GATEWAY_PROFILES_FILE")]
+    pub profiles_file: Option<std::path::PathBuf>,
+
+    /// Let callers send their own OpenAI key in `x-openai-api-key` metadata (off by default).
+    #[arg(long = "allow-caller-keys", env = "GATEWAY_ALLOW_CALLER_KEYS")]
+    pub allow_caller_keys: bool,
+
+    /// Caller tokens required in `authorization: Bearer <token>` (comma-separated `name=token`
+    /// or `token`, each at least 16 characters). Unset: no caller authentication.
+    #[arg(
+        long = "auth-tokens",
+        env = "GATEWAY_AUTH_TOKENS",
+        hide_env_values = true
+    )]
+    pub auth_tokens: Option<String>,
+
+    /// File with caller tokens, one `name=token` per line (e.g. a mounted Kubernetes secret).
+    #[arg(long = "auth-tokens-file", env = "GATEWAY_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<std::path::PathBuf>,
+
+    /// Require a caller token for reflection too (health never requires one).
+    #[arg(long = "auth-reflection", env = "GATEWAY_AUTH_REFLECTION")]
+    pub auth_reflection: bool,
+
+    /// Serve TLS with this certificate chain (PEM file); needs --tls-key.
+    #[arg(long = "tls-cert", env = "GATEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The TLS private key (PEM file).
+    #[arg(long = "tls-key", env = "GATEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM file): mutual TLS.
+    #[arg(
+        long = "tls-client-ca",
+        env = "GATEWAY_TLS_CLIENT_CA",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 0.0.0.0:9464). Unset: no metrics
+    /// endpoint.
+    #[arg(long = "metrics-listen", env = "GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
     /// Log format.
     #[arg(long = "log-format", env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -464,7 +665,7 @@ impl Cli {
         upstream.project = non_empty(self.project_id);
         upstream.api_key = match non_empty(self.api_key) {
             Some(key) => Some(ApiKey::new(key)?),
-            None if self.demo => None,
+            None if self.demo || self.profiles_file.is_some() => None,
             None => {
                 return Err(ConfigError(
                     "no OpenAI API key: set OPENAI_API_KEY (or --api-key), or start with --demo to use the built-in fake upstream".into(),
@@ -493,8 +694,60 @@ impl Cli {
                 "--http2-keepalive-timeout: must be more than 0".into(),
             ));
         }
+        let mut tokens = match &self.auth_tokens {
+            Some(text) => crate::auth::parse_tokens(text, "--auth-tokens / GATEWAY_AUTH_TOKENS")?,
+            None => Vec::new(),
+        };
+        if let Some(path) = &self.auth_tokens_file {
+            let text = read_file(path, "--auth-tokens-file / GATEWAY_AUTH_TOKENS_FILE")?;
+            tokens.extend(crate::auth::parse_tokens(
+                &String::from_utf8_lossy(&text),
+                "--auth-tokens-file",
+            )?);
+        }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls {
+                cert_pem: read_file(cert, "--tls-cert / GATEWAY_TLS_CERT")?,
+                key_pem: read_file(key, "--tls-key / GATEWAY_TLS_KEY")?,
+                client_ca_pem: self
+                    .tls_client_ca
+                    .as_ref()
+                    .map(|ca| read_file(ca, "--tls-client-ca / GATEWAY_TLS_CLIENT_CA"))
+                    .transpose()?,
+            }),
+            _ => None,
+        };
+        let mut profiles = match &self.profiles_file {
+            Some(path) => Profiles::from_json(
+                &String::from_utf8_lossy(&read_file(
+                    path,
+                    "--profiles-file / GATEWAY_PROFILES_FILE",
+                )?),
+                self.demo,
+            )?,
+            None => Profiles::default(),
+        };
+        profiles.allow_caller_keys = self.allow_caller_keys;
+        let metrics_listen = self
+            .metrics_listen
+            .as_deref()
+            .map(|a| {
+                SocketAddr::from_str(a.trim()).map_err(|e| {
+                    ConfigError(format!(
+                        "--metrics-listen / GATEWAY_METRICS_LISTEN: {a:?} is not a socket address ({e})"
+                    ))
+                })
+            })
+            .transpose()?;
         let mut config = Config::new(upstream);
+        config.metrics_listen = metrics_listen;
+        config.profiles = profiles;
         config.listen = listen;
+        config.auth = Auth {
+            tokens,
+            protect_reflection: self.auth_reflection,
+        };
+        config.tls = tls;
         config.stream_buffer = self.stream_buffer;
         config.retry.max_retries = self.max_retries;
         config.retry.max_retry_after = self.max_retry_after;
@@ -528,6 +781,11 @@ impl Cli {
             log: self.log,
         })
     }
+}
+
+fn read_file(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError(format!("{flag}: cannot read {}: {e}", path.display())))
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -623,6 +881,34 @@ mod tests {
         assert_eq!(s.config.heartbeat, Some(Duration::from_millis(250)));
         assert_eq!(s.config.retry.max_retries, 0);
         assert!(cli(&["--demo", "--max-in-flight", "0"]).is_err());
+    }
+
+    #[test]
+    fn profiles_file_parses_and_redacts() {
+        let p = Profiles::from_json(
+            r#"{"default":"production","profiles":{
+                "production":{"api_key":"sk-prod","organization":"org-p","callers":["billing"]},
+                "staging":{"api_key":"sk-stage","base_url":"http://127.0.0.1:9/v1","project":"proj_s"}}}"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.default, "production");
+        assert_eq!(
+            p.named["staging"].upstream.base_url.as_str(),
+            "http://127.0.0.1:9/v1"
+        );
+        assert_eq!(
+            p.named["production"].callers.as_deref(),
+            Some(&["billing".to_owned()][..])
+        );
+        assert!(!format!("{p:?}").contains("sk-prod"));
+        let missing =
+            Profiles::from_json(r#"{"default":"x","profiles":{"y":{"api_key":"k"}}}"#, false);
+        assert!(missing.unwrap_err().0.contains("default profile"));
+        let keyless = Profiles::from_json(r#"{"default":"y","profiles":{"y":{}}}"#, false);
+        assert!(keyless.unwrap_err().0.contains("api_key"));
+        let typo = Profiles::from_json(r#"{"default":"y","profiles":{"y":{"apikey":"k"}}}"#, false);
+        assert!(typo.is_err());
     }
 
     #[test]

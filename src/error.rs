@@ -80,6 +80,22 @@ pub fn overloaded(reason: &str, what: &str, retry: Duration) -> Status {
     )
 }
 
+/// A call the gateway refuses before any upstream call for a reason of its own (profile rules,
+/// caller keys): `code` with an ErrorInfo `reason`.
+pub fn refused(code: Code, reason: &str, message: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// UNAUTHENTICATED for a caller without an accepted token (the gateway's own authentication,
+/// not OpenAI's).
+pub fn unauthenticated(message: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info("CALLER_UNAUTHENTICATED", DOMAIN, HashMap::new());
+    Status::with_error_details(Code::Unauthenticated, message, details)
+}
+
 /// UNAVAILABLE for calls still running when the drain timeout of a shutdown passes.
 pub fn shutting_down() -> Status {
     let mut details = ErrorDetails::new();

@@ -6,15 +6,18 @@
 //! |-------------|---------|
 //! | [`pb`]      | the generated protobuf types and the descriptor set (`proto/` is the contract) |
 //! | [`config`]  | every setting, documented once: flags with environment fallbacks |
+//! | [`auth`]    | who may call: caller bearer tokens, checked in constant time |
 //! | [`server`]  | wiring: services, health, reflection, shutdown |
 //! | [`api`]     | thin gRPC handlers, one file per service: validate -> convert -> call -> stream back |
 //! | [`openai`]  | the OpenAI HTTP client (reqwest); knows JSON, never imports tonic |
 //! | [`sse`]     | a pure WHATWG server-sent-events decoder: bytes in, events out; no IO, no JSON |
 //! | [`convert`] | JSON <-> proto, driven by the descriptors; the only code that knows both vocabularies |
 //! | [`error`]   | the single place that chooses a gRPC status code |
+//! | [`telemetry`] | the per-RPC span, Prometheus metrics, W3C trace context |
 //! | [`fake`]    | a fake OpenAI server on loopback: the `--demo` upstream and the test double |
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod error;
@@ -23,5 +26,6 @@ pub mod openai;
 pub mod pb;
 pub mod server;
 pub mod sse;
+pub mod telemetry;
 
 pub use server::run;

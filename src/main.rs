@@ -47,14 +47,20 @@ async fn main() -> ExitCode {
         match FakeOpenAi::start().await {
             Ok(fake) => {
                 tracing::warn!(upstream = %fake.base_url(), "demo mode: answering from the built-in fake OpenAI, not api.openai.com");
-                settings.config.upstream =
-                    match openai_grpc_gateway::config::UpstreamConfig::new(&fake.base_url()) {
-                        Ok(u) => u,
-                        Err(e) => {
-                            eprintln!("openai-grpc-gateway: {e}");
-                            return ExitCode::FAILURE;
-                        }
-                    };
+                let demo = match openai_grpc_gateway::config::UpstreamConfig::new(&fake.base_url())
+                {
+                    Ok(u) => u,
+                    Err(e) => {
+                        eprintln!("openai-grpc-gateway: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                // Every profile answers from the fake too (their keys and headers are kept, so
+                // profile routing can be tried in demo mode).
+                for profile in settings.config.profiles.named.values_mut() {
+                    profile.upstream.base_url = demo.base_url.clone();
+                }
+                settings.config.upstream = demo;
                 Some(fake)
             }
             Err(e) => {

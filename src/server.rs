@@ -5,15 +5,21 @@ use std::future::Future;
 
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{codec::CompressionEncoding, transport::Server};
+use tonic::{
+    codec::CompressionEncoding,
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
+};
 
 use crate::{
     api::{
         call::{CallContext, stamp_arrival},
         images::ImagesApi,
+        profiles::Upstreams,
         responses::ResponsesApi,
         speech::SpeechApi,
     },
+    auth::CallerAuth,
     config::Config,
     openai::OpenAiClient,
     pb::{
@@ -21,6 +27,7 @@ use crate::{
         responses_service_server::ResponsesServiceServer,
         speech_service_server::SpeechServiceServer,
     },
+    telemetry::Metrics,
 };
 
 /// A failure to start or run the server.
@@ -39,6 +46,33 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    run_with_metrics(listener, metrics_listener, config, shutdown).await
+}
+
+/// [`run`], with the Prometheus endpoint on an already bound `metrics_listener` (if any)
+/// instead of binding `config.metrics_listen`.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let metrics = Metrics::new();
+    if let Some(listener) = metrics_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        }
+        tokio::spawn(crate::telemetry::serve_metrics(listener, metrics.clone()));
+    }
+    let upstreams = Upstreams::new(&config, &metrics)?;
     let client = OpenAiClient::new(&config.upstream, &config.retry, &config.timeouts)?;
     let (force_stop, forced) = watch::channel(false);
     let ctx = CallContext::new(
@@ -46,23 +80,36 @@ pub async fn run(
         config.stream_buffer,
         config.heartbeat,
         forced,
+        metrics.clone(),
     );
     let limits = &config.http2;
-    let responses = ResponsesServiceServer::new(ResponsesApi::new(client.clone(), ctx.clone()))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(limits.max_request_bytes)
-        .max_encoding_message_size(limits.max_response_bytes);
-    let images = ImagesServiceServer::new(ImagesApi::new(client.clone(), ctx.clone()))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(limits.max_request_bytes)
-        .max_encoding_message_size(limits.max_response_bytes);
-    let speech = SpeechServiceServer::new(SpeechApi::new(client.clone(), ctx.clone()))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(limits.max_request_bytes)
-        .max_encoding_message_size(limits.max_response_bytes);
+    let auth = CallerAuth::new(config.auth.tokens.clone());
+    // Every API service gets the same treatment: compressed requests accepted, message size
+    // limits, and the caller-token check in front.
+    macro_rules! api_service {
+        ($server:ident, $api:expr) => {
+            InterceptedService::new(
+                $server::new($api)
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .accept_compressed(CompressionEncoding::Zstd)
+                    .max_decoding_message_size(limits.max_request_bytes)
+                    .max_encoding_message_size(limits.max_response_bytes),
+                auth.clone(),
+            )
+        };
+    }
+    let responses = api_service!(
+        ResponsesServiceServer,
+        ResponsesApi::new(upstreams.clone(), ctx.clone())
+    );
+    let images = api_service!(
+        ImagesServiceServer,
+        ImagesApi::new(client.clone(), ctx.clone())
+    );
+    let speech = api_service!(
+        SpeechServiceServer,
+        SpeechApi::new(client.clone(), ctx.clone())
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -79,8 +126,16 @@ pub async fn run(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    // Health is never behind the token check (probes carry no credentials); reflection only
+    // when configured.
+    let reflection_auth = if config.auth.protect_reflection {
+        auth.clone()
+    } else {
+        CallerAuth::default()
+    };
+    let reflection_v1 = InterceptedService::new(reflection().build_v1()?, reflection_auth.clone());
+    let reflection_v1alpha =
+        InterceptedService::new(reflection().build_v1alpha()?, reflection_auth);
 
     let drain = config.drain.clone();
     let mut forced = force_stop.subscribe();
@@ -114,7 +169,16 @@ pub async fn run(
         });
     };
 
-    let mut server = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut tls_config =
+            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            tls_config = tls_config.client_ca_root(Certificate::from_pem(ca));
+        }
+        server = server.tls_config(tls_config)?;
+    }
+    let mut server = server
         .layer(tower::util::MapRequestLayer::new(stamp_arrival))
         .http2_keepalive_interval(limits.keepalive_interval)
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))

@@ -15,7 +15,15 @@ use tokio::{
 };
 use tonic::{Request, Status};
 
-use crate::{config::Limits, error};
+use crate::{
+    api::profiles::Upstreams,
+    auth::Caller,
+    config::Limits,
+    error,
+    openai::OpenAiClient,
+    telemetry::{Call, Metrics, child_traceparent},
+};
+use reqwest::header::HeaderName;
 
 /// How long a caller turned away by load shedding is told to wait.
 const SHED_RETRY: Duration = Duration::from_secs(1);
@@ -48,6 +56,8 @@ pub struct CallContext {
     pub stream_buffer: usize,
     /// Gateway keepalive interval on silent streams.
     pub heartbeat: Option<Duration>,
+    /// Where calls are counted and timed.
+    pub metrics: Metrics,
 }
 
 impl CallContext {
@@ -57,12 +67,14 @@ impl CallContext {
         stream_buffer: usize,
         heartbeat: Option<Duration>,
         shutdown: watch::Receiver<bool>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             admission: Admission::new(limits),
             shutdown,
             stream_buffer: stream_buffer.max(1),
             heartbeat,
+            metrics,
         }
     }
 
@@ -91,6 +103,64 @@ impl CallContext {
         let _ = rx.wait_for(|forced| *forced).await;
     }
 
+    /// Starts a call: counts it, opens its span, admits it (load shedding), reads its deadline,
+    /// and picks its upstream (profile, caller key, trace context). A refusal is returned as
+    /// the status to send, already recorded.
+    pub fn begin<T>(
+        &self,
+        request: &Request<T>,
+        upstreams: &Upstreams,
+        method: &'static str,
+        model: &str,
+    ) -> Result<Begun, Status> {
+        let profile = request
+            .metadata()
+            .get(crate::api::profiles::PROFILE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let span = crate::rpc_span!(method, model, profile);
+        if let Some(caller) = request.extensions().get::<Caller>() {
+            span.record("caller", caller.0.as_str());
+        }
+        let call = self.metrics.start(method, span.clone());
+        let refuse = |call: Call, status: Status| {
+            call.finish(status.code());
+            status
+        };
+        let permit = match self.admit(request) {
+            Ok(p) => p,
+            Err(status) => return Err(refuse(call, status)),
+        };
+        let mut client = match upstreams.select(request) {
+            Ok(selected) => selected.client,
+            Err(status) => return Err(refuse(call, status)),
+        };
+        let incoming = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok());
+        if let Some((traceparent, trace_id)) = child_traceparent(incoming)
+            && let Ok(value) = traceparent.parse()
+        {
+            span.record("trace_id", trace_id.as_str());
+            client = client.with_header(HeaderName::from_static("traceparent"), value);
+            if let Some(state) = request
+                .metadata()
+                .get("tracestate")
+                .and_then(|v| v.to_str().ok())
+                && let Ok(value) = state.parse()
+            {
+                client = client.with_header(HeaderName::from_static("tracestate"), value);
+            }
+        }
+        Ok(Begun {
+            deadline: self.deadline(request),
+            permit,
+            client,
+            call,
+        })
+    }
+
     /// Runs the pre-stream phase of a call (`fut`) unless the drain timeout ends it first.
     pub async fn unless_shutdown<T>(
         &self,
@@ -100,6 +170,59 @@ impl CallContext {
             result = fut => result,
             () = self.forced_shutdown() => Err(error::shutting_down()),
         }
+    }
+}
+
+/// The upstream response headers a caller may want, returned as gRPC response metadata under
+/// the same names: OpenAI's request id (quote it to OpenAI support), its processing time, and
+/// the rate-limit state, so a caller can see its remaining quota.
+pub const FORWARDED_HEADERS: [&str; 8] = [
+    "x-request-id",
+    "openai-processing-ms",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+];
+
+/// Wraps `body` in a response carrying [`FORWARDED_HEADERS`] from the upstream `headers`.
+pub fn with_upstream_metadata<T>(
+    body: T,
+    headers: &tonic::codegen::http::HeaderMap,
+) -> tonic::Response<T> {
+    let mut response = tonic::Response::new(body);
+    for name in FORWARDED_HEADERS {
+        if let Some(value) = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            response.metadata_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// A call that was admitted, with what it needs to go on.
+#[derive(Debug)]
+pub struct Begun {
+    /// The admission slot; hold it for the life of the call.
+    pub permit: Permit,
+    /// The caller's deadline, if any.
+    pub deadline: Option<Instant>,
+    /// The upstream client for this call (profile, key, trace context applied).
+    pub client: OpenAiClient,
+    /// The call's metrics and span.
+    pub call: Call,
+}
+
+impl Begun {
+    /// Ends the call with `status` (recorded) before any message was sent.
+    pub fn fail(self, status: Status) -> Status {
+        self.call.finish(status.code());
+        status
     }
 }
 
@@ -212,6 +335,10 @@ pub trait Source: Send {
     fn next(&mut self) -> impl Future<Output = Step<Self::Message>> + Send;
     /// A gateway keepalive message, sent during long silences.
     fn keepalive(&self) -> Self::Message;
+    /// The model and token usage a final message reports, for metrics and the call's span.
+    fn usage(&self, _message: &Self::Message) -> Option<(String, Vec<(&'static str, i64)>)> {
+        None
+    }
 }
 
 /// Forwards what `source` produces into `tx` until the stream ends, the caller goes away (then
@@ -222,46 +349,69 @@ pub async fn pump<S: Source>(
     ctx: &CallContext,
     tx: mpsc::Sender<Result<S::Message, Status>>,
     mut source: S,
+    mut call: Call,
 ) {
     let mut beat_at = ctx.heartbeat.map(|h| Instant::now() + h);
     loop {
+        let waiting_since = Instant::now();
         let step = tokio::select! {
             biased;
-            () = tx.closed() => return,
+            () = tx.closed() => return call.finish(tonic::Code::Cancelled),
             () = ctx.forced_shutdown() => Step::Fail(error::shutting_down()),
             step = source.next() => step,
             () = sleep_until(beat_at) => {
                 beat_at = ctx.heartbeat.map(|h| Instant::now() + h);
-                if tx.send(Ok(source.keepalive())).await.is_err() {
-                    return;
+                if send(&tx, Ok(source.keepalive()), &mut call).await.is_err() {
+                    return call.finish(tonic::Code::Cancelled);
                 }
                 continue;
             }
         };
-        // A full channel waits here: the upstream is not read while the caller is behind.
-        let sent = match step {
-            Step::Send(m) => tx.send(Ok(m)).await.is_ok(),
-            Step::Last(m) => {
-                let _ = tx.send(Ok(m)).await;
-                return;
-            }
-            Step::SendThenFail(m, status) => {
-                if tx.send(Ok(m)).await.is_ok() {
-                    let _ = tx.send(Err(status)).await;
-                }
-                return;
-            }
-            Step::Fail(status) => {
-                let _ = tx.send(Err(status)).await;
-                return;
-            }
-            Step::End => return,
+        call.waited(waiting_since.elapsed());
+        let (message, end) = match step {
+            Step::Send(m) => (Some(m), None),
+            Step::Last(m) => (Some(m), Some(Ok(()))),
+            Step::SendThenFail(m, status) => (Some(m), Some(Err(status))),
+            Step::Fail(status) => (None, Some(Err(status))),
+            Step::End => (None, Some(Ok(()))),
         };
-        if !sent {
-            return;
+        if let Some(m) = message {
+            if end.is_some()
+                && let Some((model, usage)) = source.usage(&m)
+            {
+                call.usage(&model, &usage);
+            }
+            // A full channel waits here: the upstream is not read while the caller is behind.
+            if send(&tx, Ok(m), &mut call).await.is_err() {
+                return call.finish(tonic::Code::Cancelled);
+            }
         }
-        beat_at = ctx.heartbeat.map(|h| Instant::now() + h);
+        match end {
+            None => beat_at = ctx.heartbeat.map(|h| Instant::now() + h),
+            Some(Ok(())) => return call.finish(tonic::Code::Ok),
+            Some(Err(status)) => {
+                let code = status.code();
+                let _ = send(&tx, Err(status), &mut call).await;
+                return call.finish(code);
+            }
+        }
     }
+}
+
+/// Sends one item, counting the time blocked on a slow caller as waiting (not overhead).
+async fn send<M>(
+    tx: &mpsc::Sender<Result<M, Status>>,
+    item: Result<M, Status>,
+    call: &mut Call,
+) -> Result<(), ()> {
+    let first = item.is_ok();
+    let since = Instant::now();
+    let sent = tx.send(item).await.map_err(|_| ());
+    call.waited(since.elapsed());
+    if first && sent.is_ok() {
+        call.first_event();
+    }
+    sent
 }
 
 async fn sleep_until(at: Option<Instant>) {

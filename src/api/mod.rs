@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod images;
+pub mod profiles;
 pub mod responses;
 pub mod speech;
 mod validate;

@@ -12,10 +12,13 @@ use std::pin::Pin;
 
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::codegen::http::HeaderMap;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::{
-    call::{CallContext, Permit, Source, Step, pump},
+    call::{Begun, CallContext, Permit, Source, Step, pump, with_upstream_metadata},
+    profiles::Upstreams,
     validate,
 };
 use crate::{
@@ -33,19 +36,20 @@ type EventResult = Result<CreateResponseResponse, Status>;
 /// The `ResponsesService` implementation.
 #[derive(Debug, Clone)]
 pub struct ResponsesApi {
-    client: OpenAiClient,
+    upstreams: Upstreams,
     ctx: CallContext,
 }
 
 impl ResponsesApi {
-    /// A handler calling OpenAI through `client`, with the shared per-call context.
-    pub fn new(client: OpenAiClient, ctx: CallContext) -> Self {
-        Self { client, ctx }
+    /// A handler calling OpenAI through the profile each call selects, with the shared per-call
+    /// context.
+    pub fn new(upstreams: Upstreams, ctx: CallContext) -> Self {
+        Self { upstreams, ctx }
     }
+}
 
-    fn status(&self, e: &UpstreamError) -> Status {
-        error::upstream(e, self.client.base_url())
-    }
+fn status(client: &OpenAiClient, e: &UpstreamError) -> Status {
+    error::upstream(e, client.base_url())
 }
 
 #[tonic::async_trait]
@@ -56,55 +60,122 @@ impl ResponsesService for ResponsesApi {
         &self,
         request: Request<CreateResponseRequest>,
     ) -> Result<Response<Self::CreateResponseStream>, Status> {
-        let permit = self.ctx.admit(&request)?;
-        let deadline = self.ctx.deadline(&request);
+        let model = request.get_ref().model.clone();
+        let begun = self
+            .ctx
+            .begin(&request, &self.upstreams, "CreateResponse", &model)?;
+        let span = begun.call.span().clone();
         let request = request.into_inner();
         let violations = validate::create_response(&request);
         if !violations.is_empty() {
-            return Err(error::invalid_argument(&violations));
+            return Err(begun.fail(error::invalid_argument(&violations)));
         }
-        let stream = request.stream.unwrap_or(true);
-        let body = convert::request_body(&request, stream);
-        let accept = if stream {
-            Accept::EventStream
-        } else {
-            Accept::Json
+        let client = begun.client.clone();
+        let opened = self
+            .ctx
+            .unless_shutdown(open(&client, &request, begun.deadline))
+            .instrument(span.clone())
+            .await;
+        let (headers, opened) = match opened {
+            Ok(opened) => opened,
+            Err(status) => return Err(begun.fail(status)),
         };
-        let opened = async {
-            let upstream = self
-                .client
-                .post_json("/responses", body, accept, deadline)
-                .await
-                .map_err(|e| self.status(&e))?;
-            if stream {
-                let events = upstream.events().map_err(|e| self.status(&e))?;
-                return Ok(Opened::Stream(events));
-            }
-            let meta = upstream.meta().clone();
-            let json = upstream.json().await.map_err(|e| self.status(&e))?;
-            let event = convert::non_streamed(json, &meta).map_err(|e| self.status(&e))?;
-            Ok(Opened::Single(event))
-        };
-        let events = match self.ctx.unless_shutdown(opened).await? {
+        if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            span.record("upstream_request_id", id);
+        }
+        let Begun {
+            permit, mut call, ..
+        } = begun;
+        let events = match opened {
             Opened::Single(single) => {
-                let mut items = vec![Ok(single.message)];
-                if let Outcome::Failed(e) = &single.outcome {
-                    items.push(Err(self.status(e)));
+                call.first_event();
+                if let Some((model, usage)) = usage_of(&single.message) {
+                    call.usage(&model, &usage);
                 }
-                return Ok(Response::new(Box::pin(tokio_stream::iter(items))));
+                let mut items = vec![Ok(single.message)];
+                let code = match &single.outcome {
+                    Outcome::Failed(e) => {
+                        let failed = status(&client, e);
+                        let code = failed.code();
+                        items.push(Err(failed));
+                        code
+                    }
+                    _ => tonic::Code::Ok,
+                };
+                call.finish(code);
+                let stream: Self::CreateResponseStream = Box::pin(tokio_stream::iter(items));
+                return Ok(with_upstream_metadata(stream, &headers));
             }
             Opened::Stream(events) => events,
         };
         let (tx, rx) = mpsc::channel(self.ctx.stream_buffer);
         let source = Upstream {
             events,
-            api: self.clone(),
+            client,
             _permit: permit,
         };
         let ctx = self.ctx.clone();
-        tokio::spawn(async move { pump(&ctx, tx, source).await });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(async move { pump(&ctx, tx, source, call).await }.instrument(span));
+        let stream: Self::CreateResponseStream = Box::pin(ReceiverStream::new(rx));
+        Ok(with_upstream_metadata(stream, &headers))
     }
+}
+
+/// Opens the upstream call and checks its status: the stream not read yet, or the finished
+/// Response of a non-streamed call.
+async fn open(
+    client: &OpenAiClient,
+    request: &CreateResponseRequest,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(HeaderMap, Opened), Status> {
+    let stream = request.stream.unwrap_or(true);
+    let body = convert::request_body(request, stream);
+    let accept = if stream {
+        Accept::EventStream
+    } else {
+        Accept::Json
+    };
+    let upstream = client
+        .post_json("/responses", body, accept, deadline)
+        .await
+        .map_err(|e| status(client, &e))?;
+    let headers = upstream.headers().clone();
+    if stream {
+        let events = upstream.events().map_err(|e| status(client, &e))?;
+        return Ok((headers, Opened::Stream(events)));
+    }
+    let meta = upstream.meta().clone();
+    let json = upstream.json().await.map_err(|e| status(client, &e))?;
+    let event = convert::non_streamed(json, &meta).map_err(|e| status(client, &e))?;
+    Ok((headers, Opened::Single(event)))
+}
+
+/// The model and token usage of a lifecycle message that carries a Response with usage.
+fn usage_of(message: &CreateResponseResponse) -> Option<(String, Vec<(&'static str, i64)>)> {
+    let response = match message.event.as_ref()? {
+        Event::Completed(e) | Event::Incomplete(e) | Event::Failed(e) => e.response.as_ref()?,
+        _ => return None,
+    };
+    let usage = response.usage.as_ref()?;
+    let mut tokens = vec![
+        ("input", usage.input_tokens.unwrap_or(0)),
+        ("output", usage.output_tokens.unwrap_or(0)),
+    ];
+    if let Some(cached) = usage
+        .input_tokens_details
+        .as_ref()
+        .and_then(|d| d.cached_tokens)
+    {
+        tokens.push(("cached_input", cached));
+    }
+    if let Some(reasoning) = usage
+        .output_tokens_details
+        .as_ref()
+        .and_then(|d| d.reasoning_tokens)
+    {
+        tokens.push(("reasoning", reasoning));
+    }
+    Some((response.model.clone().unwrap_or_default(), tokens))
 }
 
 /// An upstream call whose HTTP status was checked.
@@ -119,7 +190,7 @@ enum Opened {
 /// request and frees the call's admission slot.
 struct Upstream {
     events: EventStream,
-    api: ResponsesApi,
+    client: OpenAiClient,
     _permit: Permit,
 }
 
@@ -129,22 +200,22 @@ impl Source for Upstream {
     async fn next(&mut self) -> Step<CreateResponseResponse> {
         let data = match self.events.next().await {
             Some(Ok(event)) => event.data,
-            Some(Err(e)) => return Step::Fail(self.api.status(&e)),
+            Some(Err(e)) => return Step::Fail(status(&self.client, &e)),
             None => {
                 let e = UpstreamError::Dropped {
                     message: "the upstream stream closed before a terminal event (response.completed, response.incomplete, response.failed or error)".into(),
                     meta: self.events.meta().clone(),
                 };
-                return Step::Fail(self.api.status(&e));
+                return Step::Fail(status(&self.client, &e));
             }
         };
         match convert::event(&data, self.events.meta()) {
             Ok(event) => match event.outcome {
                 Outcome::Continue => Step::Send(event.message),
                 Outcome::Terminal => Step::Last(event.message),
-                Outcome::Failed(e) => Step::SendThenFail(event.message, self.api.status(&e)),
+                Outcome::Failed(e) => Step::SendThenFail(event.message, status(&self.client, &e)),
             },
-            Err(e) => Step::Fail(self.api.status(&e)),
+            Err(e) => Step::Fail(status(&self.client, &e)),
         }
     }
 
@@ -155,5 +226,12 @@ impl Source for Upstream {
             sequence_number: None,
             event: Some(Event::Keepalive(KeepaliveEvent::default())),
         }
+    }
+
+    fn usage(
+        &self,
+        message: &CreateResponseResponse,
+    ) -> Option<(String, Vec<(&'static str, i64)>)> {
+        usage_of(message)
     }
 }

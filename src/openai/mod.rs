@@ -26,6 +26,18 @@ pub struct OpenAiClient {
     base_url: String,
     retry: RetryPolicy,
     timeouts: Timeouts,
+    /// Per-call headers: a caller-supplied key (see [`Self::with_key`]), trace context.
+    request_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Told about every upstream response and retry (metrics), if set.
+    observer: Option<std::sync::Arc<dyn Observer>>,
+}
+
+/// Receives upstream events for metrics, without this module knowing any metrics library.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// An upstream attempt ended with this HTTP status, or with no response (`None`).
+    fn response(&self, status: Option<u16>);
+    /// A failed attempt is about to be retried.
+    fn retry(&self);
 }
 
 /// The time limits of one call, fixed when it starts.
@@ -135,7 +147,33 @@ impl OpenAiClient {
             base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
             retry: retry.clone(),
             timeouts: timeouts.clone(),
+            request_headers: Vec::new(),
+            observer: None,
         })
+    }
+
+    /// The same client reporting to `observer`.
+    pub fn observed(self, observer: std::sync::Arc<dyn Observer>) -> Self {
+        Self {
+            observer: Some(observer),
+            ..self
+        }
+    }
+
+    /// The same client (same pool) sending `key` as its bearer token.
+    pub fn with_key(&self, key: &crate::config::ApiKey) -> Result<Self, String> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            .map_err(|_| "the caller's OpenAI key is not a valid header value".to_owned())?;
+        value.set_sensitive(true);
+        Ok(self.with_header(AUTHORIZATION, value))
+    }
+
+    /// The same client (same pool) adding `name: value` to its requests.
+    pub fn with_header(&self, name: HeaderName, value: HeaderValue) -> Self {
+        let mut client = self.clone();
+        client.request_headers.retain(|(n, _)| *n != name);
+        client.request_headers.push((name, value));
+        client
     }
 
     /// The base URL, without a trailing slash.
@@ -163,11 +201,13 @@ impl OpenAiClient {
             );
             let err = match attempt.await {
                 Ok(mut response) => {
+                    self.observe(Some(response.response.status().as_u16()));
                     response.budget = budget;
                     return Ok(response);
                 }
                 Err(e) => e,
             };
+            self.observe(e_status(&err));
             let Some(delay) = retry::delay(&self.retry, retries, &err) else {
                 return Err(err);
             };
@@ -178,6 +218,9 @@ impl OpenAiClient {
                 return Err(err);
             }
             retries += 1;
+            if let Some(o) = &self.observer {
+                o.retry();
+            }
             tracing::info!(retry = retries, delay_ms = delay.as_millis() as u64, error = %err, "retrying the upstream call");
             tokio::time::sleep(delay).await;
         }
@@ -195,9 +238,11 @@ impl OpenAiClient {
             Accept::EventStream => "text/event-stream",
             Accept::Any => "*/*",
         };
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base_url))
+        let mut request = self.http.post(format!("{}{path}", self.base_url));
+        for (name, value) in &self.request_headers {
+            request = request.header(name.clone(), value.clone());
+        }
+        let response = request
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, accept)
             .header("x-stainless-retry-count", retries)
@@ -221,6 +266,22 @@ impl OpenAiClient {
             error: ApiError::from_body(&body).map(Box::new),
             meta,
         })
+    }
+}
+
+impl OpenAiClient {
+    fn observe(&self, status: Option<u16>) {
+        if let Some(o) = &self.observer {
+            o.response(status);
+        }
+    }
+}
+
+/// The HTTP status of a failed attempt, if there was a response.
+fn e_status(err: &UpstreamError) -> Option<u16> {
+    match err {
+        UpstreamError::Status { status, .. } => Some(*status),
+        _ => None,
     }
 }
 

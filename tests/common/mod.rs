@@ -20,6 +20,8 @@ pub struct Harness {
     pub fake: FakeOpenAi,
     /// The gateway's gRPC address.
     pub addr: SocketAddr,
+    /// The Prometheus endpoint's address.
+    pub metrics_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -44,9 +46,11 @@ impl Harness {
         tweak(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
+        let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metrics_addr = metrics.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            openai_grpc_gateway::run(listener, config, async {
+            openai_grpc_gateway::server::run_with_metrics(listener, Some(metrics), config, async {
                 let _ = rx.await;
             })
             .await
@@ -55,6 +59,7 @@ impl Harness {
         Self {
             fake,
             addr,
+            metrics_addr,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -75,6 +80,16 @@ impl Harness {
     /// A generated ResponsesService client.
     pub fn responses(&self) -> ResponsesServiceClient<Channel> {
         ResponsesServiceClient::new(self.channel())
+    }
+
+    /// The Prometheus text served at `/metrics`.
+    pub async fn scrape(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .expect("metrics endpoint answers")
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Signals shutdown (as SIGTERM does) without waiting; [`Harness::stop`] then waits.

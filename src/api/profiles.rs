@@ -1,0 +1,177 @@
+//! Which upstream a call uses: the credential profile named in `x-openai-profile` metadata (or
+//! the default), checked against the caller's identity, optionally with the caller's own key
+//! from `x-openai-api-key` when the configuration allows it.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use tonic::{Code, Request, Status};
+
+use crate::{
+    auth::Caller,
+    config::{ApiKey, Config, Profile, RetryPolicy, Timeouts, UpstreamConfig},
+    error,
+    openai::{Observer, OpenAiClient},
+    telemetry::Metrics,
+};
+
+/// Counts one profile's upstream responses and retries.
+#[derive(Debug)]
+struct ProfileObserver {
+    metrics: Metrics,
+    profile: String,
+}
+
+impl Observer for ProfileObserver {
+    fn response(&self, status: Option<u16>) {
+        self.metrics.upstream_response(&self.profile, status);
+    }
+
+    fn retry(&self) {
+        self.metrics.upstream_retry(&self.profile);
+    }
+}
+
+/// Metadata key naming the profile of a call.
+pub const PROFILE_HEADER: &str = "x-openai-profile";
+/// Metadata key carrying a caller-supplied OpenAI key.
+pub const CALLER_KEY_HEADER: &str = "x-openai-api-key";
+
+#[derive(Debug)]
+struct Entry {
+    /// The profile's client, with its key, organization and project.
+    client: OpenAiClient,
+    /// The same base URL without credentials or scoping headers, for caller-supplied keys.
+    bare: OpenAiClient,
+    /// Caller token names allowed to use the profile; `None` allows every caller.
+    callers: Option<Vec<String>>,
+}
+
+/// The upstream clients of every profile. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    profiles: Arc<BTreeMap<String, Entry>>,
+    default: Arc<str>,
+    allow_caller_keys: bool,
+}
+
+/// The upstream chosen for one call.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// The client to call.
+    pub client: OpenAiClient,
+    /// The profile's name (for logs and metrics).
+    pub profile: String,
+}
+
+impl Upstreams {
+    /// One client per profile (one pooled HTTP client each), built from the configuration,
+    /// reporting upstream statuses and retries to `metrics` under the profile's name.
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Self, String> {
+        let single;
+        let (default, profiles) = if config.profiles.named.is_empty() {
+            single = BTreeMap::from([(
+                "default".to_owned(),
+                Profile {
+                    upstream: config.upstream.clone(),
+                    callers: None,
+                },
+            )]);
+            ("default", &single)
+        } else {
+            (config.profiles.default.as_str(), &config.profiles.named)
+        };
+        let mut entries = BTreeMap::new();
+        for (name, profile) in profiles {
+            let observer: Arc<dyn Observer> = Arc::new(ProfileObserver {
+                metrics: metrics.clone(),
+                profile: name.clone(),
+            });
+            let build = |u: &UpstreamConfig, r: &RetryPolicy, t: &Timeouts| {
+                OpenAiClient::new(u, r, t).map(|c| c.observed(observer.clone()))
+            };
+            let bare = UpstreamConfig {
+                api_key: None,
+                organization: None,
+                project: None,
+                ..profile.upstream.clone()
+            };
+            entries.insert(
+                name.clone(),
+                Entry {
+                    client: build(&profile.upstream, &config.retry, &config.timeouts)
+                        .map_err(|e| format!("profile {name:?}: {e}"))?,
+                    bare: build(&bare, &config.retry, &config.timeouts)?,
+                    callers: profile.callers.clone(),
+                },
+            );
+        }
+        Ok(Self {
+            profiles: Arc::new(entries),
+            default: default.into(),
+            allow_caller_keys: config.profiles.allow_caller_keys,
+        })
+    }
+
+    /// Chooses the upstream for `request`, or refuses it before any upstream call.
+    pub fn select<T>(&self, request: &Request<T>) -> Result<Selected, Status> {
+        let metadata = request.metadata();
+        let name = match metadata.get(PROFILE_HEADER) {
+            Some(v) => v.to_str().unwrap_or("").trim().to_owned(),
+            None => self.default.to_string(),
+        };
+        let Some(entry) = self.profiles.get(&name) else {
+            let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+            return Err(error::refused(
+                Code::InvalidArgument,
+                "UNKNOWN_PROFILE",
+                &format!(
+                    "{PROFILE_HEADER}: no profile {name:?}; this gateway has {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        if let Some(allowed) = &entry.callers {
+            let caller = request.extensions().get::<Caller>();
+            if !caller.is_some_and(|c| allowed.iter().any(|a| *a == c.0)) {
+                return Err(error::refused(
+                    Code::PermissionDenied,
+                    "PROFILE_NOT_ALLOWED",
+                    &format!("this caller may not use the profile {name:?}"),
+                ));
+            }
+        }
+        let client = match metadata.get(CALLER_KEY_HEADER) {
+            None => entry.client.clone(),
+            Some(_) if !self.allow_caller_keys => {
+                return Err(error::refused(
+                    Code::PermissionDenied,
+                    "CALLER_KEYS_DISABLED",
+                    &format!(
+                        "{CALLER_KEY_HEADER}: this gateway does not accept callers' own OpenAI keys"
+                    ),
+                ));
+            }
+            Some(value) => {
+                let key = value
+                    .to_str()
+                    .ok()
+                    .and_then(|k| ApiKey::new(k).ok())
+                    .ok_or_else(|| {
+                        error::refused(
+                            Code::InvalidArgument,
+                            "INVALID_CALLER_KEY",
+                            &format!("{CALLER_KEY_HEADER}: not a usable key"),
+                        )
+                    })?;
+                entry
+                    .bare
+                    .with_key(&key)
+                    .map_err(|e| error::refused(Code::InvalidArgument, "INVALID_CALLER_KEY", &e))?
+            }
+        };
+        Ok(Selected {
+            client,
+            profile: name,
+        })
+    }
+}
