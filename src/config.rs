@@ -623,6 +623,19 @@ pub struct Cli {
     #[arg(long = "metrics-listen", env = "GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 
+    /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g. http://otel-collector:4318
+    /// (spans go to /v1/traces). Unset: no export.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// The service name reported in exported traces.
+    #[arg(
+        long = "otel-service-name",
+        env = "OTEL_SERVICE_NAME",
+        default_value = "openai-grpc-gateway"
+    )]
+    pub otel_service_name: String,
+
     /// Log format.
     #[arg(long = "log-format", env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -643,6 +656,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Log filter.
     pub log: String,
+    /// OTLP/HTTP collector base URL for trace export, if any.
+    pub otlp_endpoint: Option<Url>,
+    /// Service name for exported traces.
+    pub otel_service_name: String,
 }
 
 impl Cli {
@@ -774,11 +791,25 @@ impl Cli {
             max_request_bytes: self.max_request_bytes,
             max_response_bytes: self.max_response_bytes,
         };
+        let otlp_endpoint = non_empty(self.otlp_endpoint)
+            .map(|raw| {
+                Url::parse(&raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT: {raw:?} is not an http(s) URL"
+                        ))
+                    })
+            })
+            .transpose()?;
         Ok(Settings {
             config,
             demo: self.demo,
             log_format: self.log_format,
             log: self.log,
+            otlp_endpoint,
+            otel_service_name: self.otel_service_name,
         })
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use openai_grpc_gateway::{
-    config::{Cli, EXIT_CONFIG, LogFormat},
+    config::{Cli, EXIT_CONFIG},
     fake::FakeOpenAi,
 };
 
@@ -36,11 +36,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match settings.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    // Flushes exported traces when main returns.
+    let _tracing = match openai_grpc_gateway::telemetry::init_tracing(
+        settings.log_format,
+        filter,
+        settings.otlp_endpoint.as_ref(),
+        &settings.otel_service_name,
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("openai-grpc-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     // Keeps the demo upstream alive for the life of the process.
     let _demo = if settings.demo {

@@ -21,7 +21,6 @@ use crate::{
     },
     auth::CallerAuth,
     config::Config,
-    openai::OpenAiClient,
     pb::{
         images_service_server::ImagesServiceServer,
         responses_service_server::ResponsesServiceServer,
@@ -73,7 +72,6 @@ pub async fn run_with_metrics(
         tokio::spawn(crate::telemetry::serve_metrics(listener, metrics.clone()));
     }
     let upstreams = Upstreams::new(&config, &metrics)?;
-    let client = OpenAiClient::new(&config.upstream, &config.retry, &config.timeouts)?;
     let (force_stop, forced) = watch::channel(false);
     let ctx = CallContext::new(
         &config.limits,
@@ -104,11 +102,11 @@ pub async fn run_with_metrics(
     );
     let images = api_service!(
         ImagesServiceServer,
-        ImagesApi::new(client.clone(), ctx.clone())
+        ImagesApi::new(upstreams.clone(), ctx.clone())
     );
     let speech = api_service!(
         SpeechServiceServer,
-        SpeechApi::new(client.clone(), ctx.clone())
+        SpeechApi::new(upstreams.clone(), ctx.clone())
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();

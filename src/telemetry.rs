@@ -456,3 +456,99 @@ mod tests {
         assert!(text.contains(r#"gateway_streams_in_flight{method="CreateResponse"} 0"#));
     }
 }
+
+/// Keeps trace export running; dropping it flushes the spans still queued.
+#[derive(Debug, Default)]
+pub struct TracingGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("openai-grpc-gateway: flushing traces failed: {e}");
+        }
+    }
+}
+
+/// Installs the process-wide subscriber: logs in `format` filtered by `filter`, plus OTLP/HTTP
+/// trace export to `otlp` (a collector base URL; spans go to `/v1/traces`) when given. Call
+/// once, from `main`, inside the tokio runtime.
+pub fn init_tracing(
+    format: crate::config::LogFormat,
+    filter: tracing_subscriber::EnvFilter,
+    otlp: Option<&reqwest::Url>,
+    service_name: &str,
+) -> Result<TracingGuard, String> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+
+    let fmt = match format {
+        crate::config::LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        crate::config::LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+    };
+    let mut guard = TracingGuard::default();
+    let otel = match otlp {
+        None => None,
+        Some(base) => {
+            let endpoint = format!("{}/v1/traces", base.as_str().trim_end_matches('/'));
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| format!("cannot set up OTLP export: {e}"))?;
+            let resource = opentelemetry_sdk::Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build();
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource)
+                .build();
+            let tracer = provider.tracer("openai-grpc-gateway");
+            guard.provider = Some(provider);
+            // Only the per-RPC spans are exported, not every library's internals.
+            let only_rpc = tracing_subscriber::filter::filter_fn(|m| m.name() == "rpc");
+            Some(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(only_rpc),
+            )
+        }
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .try_init()
+        .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
+    Ok(guard)
+}
+
+/// Makes `span` a child of the caller's W3C trace context (when trace export is on), and returns
+/// the `traceparent` / `tracestate` to send upstream plus the trace id: the exported span's own
+/// context when export is on, else the caller's trace with a fresh span id for the gateway's hop.
+pub fn continue_trace(
+    span: &tracing::Span,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Option<(String, Option<String>, String)> {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    let get = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
+    let propagator = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+    let carrier: std::collections::HashMap<String, String> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|k| get(k).map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let _ = span.set_parent(propagator.extract(&carrier));
+    let mut injected = std::collections::HashMap::new();
+    propagator.inject_context(&span.context(), &mut injected);
+    if let Some(traceparent) = injected.remove("traceparent") {
+        let trace_id = traceparent.split('-').nth(1).unwrap_or_default().to_owned();
+        return Some((traceparent, injected.remove("tracestate"), trace_id));
+    }
+    let (traceparent, trace_id) = child_traceparent(get("traceparent"))?;
+    Some((traceparent, get("tracestate").map(str::to_owned), trace_id))
+}

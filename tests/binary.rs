@@ -66,6 +66,120 @@ fn help_documents_the_environment_and_hides_the_key() {
     assert!(!help.contains("sk-must-not-appear"));
 }
 
+/// Starts the binary with `args` and returns it with the gRPC address from its first log line.
+fn spawn_serving(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = gateway(args)
+        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the gateway logs before exiting")
+            .unwrap();
+        if line.contains("serving gRPC") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["fields"]["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn terminate(mut child: std::process::Child) -> Option<i32> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn traces_are_exported_over_otlp_continuing_the_callers_trace() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A fake server stands in for the OTLP collector: it records what it receives.
+    let collector = rt
+        .block_on(openai_grpc_gateway::fake::FakeOpenAi::start())
+        .unwrap();
+    let endpoint = format!("http://{}", collector.addr());
+    let (child, addr) = spawn_serving(&[
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--drain-delay",
+        "0",
+        "--otlp-endpoint",
+        &endpoint,
+    ]);
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    rt.block_on(async {
+        use openai_grpc_gateway::pb::{
+            CreateResponseRequest, responses_service_client::ResponsesServiceClient,
+        };
+        let mut client = ResponsesServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let mut request = tonic::Request::new(CreateResponseRequest {
+            model: "gpt-4.1".into(),
+            input_text: Some("hi".into()),
+            ..Default::default()
+        });
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{trace}-b7ad6b7169203331-01").parse().unwrap(),
+        );
+        let mut stream = client.create_response(request).await.unwrap().into_inner();
+        while stream.message().await.unwrap().is_some() {}
+    });
+    // Shutting down flushes the batch exporter.
+    assert_eq!(terminate(child), Some(0));
+    let exported: Vec<_> = collector
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/traces")
+        .collect();
+    assert!(!exported.is_empty(), "no OTLP export arrived");
+    let body: Vec<u8> = exported.iter().flat_map(|r| r.body.to_vec()).collect();
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(
+        body.windows(16).any(|w| w == trace_bytes),
+        "the exported span is in the caller's trace"
+    );
+    for text in [
+        "rpc",
+        "CreateResponse",
+        "upstream_request_id",
+        "openai-grpc-gateway",
+    ] {
+        assert!(
+            body.windows(text.len()).any(|w| w == text.as_bytes()),
+            "{text} not in the exported span"
+        );
+    }
+    assert_eq!(
+        exported[0].header("content-type"),
+        Some("application/x-protobuf")
+    );
+}
+
 #[test]
 fn demo_serves_and_sigterm_exits_cleanly() {
     let mut child = gateway(&[

@@ -21,7 +21,7 @@ use crate::{
     config::Limits,
     error,
     openai::OpenAiClient,
-    telemetry::{Call, Metrics, child_traceparent},
+    telemetry::{Call, Metrics, continue_trace},
 };
 use reqwest::header::HeaderName;
 
@@ -135,22 +135,16 @@ impl CallContext {
             Ok(selected) => selected.client,
             Err(status) => return Err(refuse(call, status)),
         };
-        let incoming = request
-            .metadata()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok());
-        if let Some((traceparent, trace_id)) = child_traceparent(incoming)
-            && let Ok(value) = traceparent.parse()
+        if let Some((traceparent, tracestate, trace_id)) = continue_trace(&span, request.metadata())
         {
             span.record("trace_id", trace_id.as_str());
-            client = client.with_header(HeaderName::from_static("traceparent"), value);
-            if let Some(state) = request
-                .metadata()
-                .get("tracestate")
-                .and_then(|v| v.to_str().ok())
-                && let Ok(value) = state.parse()
-            {
-                client = client.with_header(HeaderName::from_static("tracestate"), value);
+            for (name, value) in [
+                ("traceparent", Some(traceparent)),
+                ("tracestate", tracestate),
+            ] {
+                if let Some(value) = value.and_then(|v| v.parse().ok()) {
+                    client = client.with_header(HeaderName::from_static(name), value);
+                }
             }
         }
         Ok(Begun {
@@ -244,11 +238,14 @@ fn parse_grpc_timeout(raw: &str) -> Option<Duration> {
     })
 }
 
+/// Calls in flight per client connection.
+type ConnectionCounts = Arc<Mutex<HashMap<SocketAddr, usize>>>;
+
 /// Load shedding: a global cap on calls in flight and a cap per client connection.
 #[derive(Debug, Clone)]
 struct Admission {
     global: Arc<Semaphore>,
-    per_connection: Arc<Mutex<HashMap<SocketAddr, usize>>>,
+    per_connection: ConnectionCounts,
     max_per_connection: usize,
 }
 
@@ -256,7 +253,7 @@ struct Admission {
 #[derive(Debug)]
 pub struct Permit {
     _global: OwnedSemaphorePermit,
-    connection: Option<(SocketAddr, Arc<Mutex<HashMap<SocketAddr, usize>>>)>,
+    connection: Option<(SocketAddr, ConnectionCounts)>,
 }
 
 impl Drop for Permit {

@@ -19,9 +19,11 @@ use serde_json::{Map, Value as Json, json};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::{
-    call::{CallContext, Permit, Source, Step, pump},
+    call::{Begun, CallContext, Permit, Source, Step, pump, with_upstream_metadata},
+    profiles::Upstreams,
     validate_media,
 };
 use crate::{
@@ -43,22 +45,26 @@ const MAX_PASSTHROUGH: usize = 1024 * 1024;
 
 type ImageStreamItem = Result<CreateImageResponse, Status>;
 
+/// The RPC name used in metrics and spans.
+const METHOD: &str = "CreateImage";
+
 /// The `ImagesService` implementation.
 #[derive(Debug, Clone)]
 pub struct ImagesApi {
-    client: OpenAiClient,
+    upstreams: Upstreams,
     ctx: CallContext,
 }
 
 impl ImagesApi {
-    /// A handler calling OpenAI through `client`, with the shared per-call context.
-    pub fn new(client: OpenAiClient, ctx: CallContext) -> Self {
-        Self { client, ctx }
+    /// A handler calling OpenAI through the profile each call selects, with the shared
+    /// per-call context.
+    pub fn new(upstreams: Upstreams, ctx: CallContext) -> Self {
+        Self { upstreams, ctx }
     }
+}
 
-    fn status(&self, e: &UpstreamError) -> Status {
-        error::upstream(e, self.client.base_url())
-    }
+fn status(client: &OpenAiClient, e: &UpstreamError) -> Status {
+    error::upstream(e, client.base_url())
 }
 
 /// An upstream call whose HTTP status was checked.
@@ -66,7 +72,7 @@ enum Opened {
     /// No previews: every message, ready to send.
     Whole(Vec<CreateImageResponse>),
     /// Previews: the event stream, not read yet.
-    Stream(EventStream),
+    Stream(Box<EventStream>),
 }
 
 #[tonic::async_trait]
@@ -77,12 +83,15 @@ impl ImagesService for ImagesApi {
         &self,
         request: Request<CreateImageRequest>,
     ) -> Result<Response<Self::CreateImageStream>, Status> {
-        let permit = self.ctx.admit(&request)?;
-        let deadline = self.ctx.deadline(&request);
+        let model = request.get_ref().model.clone().unwrap_or_default();
+        let begun = self.ctx.begin(&request, &self.upstreams, METHOD, &model)?;
+        let span = begun.call.span().clone();
+        let deadline = begun.deadline;
+        let client = begun.client.clone();
         let request = request.into_inner();
         let violations = validate_media::create_image(&request);
         if !violations.is_empty() {
-            return Err(error::invalid_argument(&violations));
+            return Err(begun.fail(error::invalid_argument(&violations)));
         }
         let stream = request.partial_images.unwrap_or(0) > 0;
         let body = request_body(&request, stream);
@@ -92,25 +101,42 @@ impl ImagesService for ImagesApi {
             Accept::Json
         };
         let opened = async {
-            let upstream = self
-                .client
+            let upstream = client
                 .post_json("/images/generations", body, accept, deadline)
                 .await
-                .map_err(|e| self.status(&e))?;
+                .map_err(|e| status(&client, &e))?;
+            let headers = upstream.headers().clone();
             if stream {
-                let events = upstream.events().map_err(|e| self.status(&e))?;
-                return Ok(Opened::Stream(events));
+                let events = upstream.events().map_err(|e| status(&client, &e))?;
+                return Ok((headers, Opened::Stream(Box::new(events))));
             }
             let meta = upstream.meta().clone();
-            let json = upstream.json().await.map_err(|e| self.status(&e))?;
-            let messages = non_streamed(json, &meta).map_err(|e| self.status(&e))?;
-            Ok(Opened::Whole(messages))
+            let json = upstream.json().await.map_err(|e| status(&client, &e))?;
+            let messages = non_streamed(json, &meta).map_err(|e| status(&client, &e))?;
+            Ok((headers, Opened::Whole(messages)))
         };
-        let events = match self.ctx.unless_shutdown(opened).await? {
+        let (headers, opened) = match self
+            .ctx
+            .unless_shutdown(opened)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(opened) => opened,
+            Err(status) => return Err(begun.fail(status)),
+        };
+        if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            span.record("upstream_request_id", id);
+        }
+        let Begun {
+            permit, mut call, ..
+        } = begun;
+        let events = match opened {
             Opened::Whole(messages) => {
-                return Ok(Response::new(Box::pin(tokio_stream::iter(
-                    messages.into_iter().map(Ok),
-                ))));
+                call.first_event();
+                call.finish(tonic::Code::Ok);
+                let stream: Self::CreateImageStream =
+                    Box::pin(tokio_stream::iter(messages.into_iter().map(Ok)));
+                return Ok(with_upstream_metadata(stream, &headers));
             }
             Opened::Stream(events) => events,
         };
@@ -119,12 +145,13 @@ impl ImagesService for ImagesApi {
             events,
             pending: VecDeque::new(),
             complete: false,
-            api: self.clone(),
+            client,
             _permit: permit,
         };
         let ctx = self.ctx.clone();
-        tokio::spawn(async move { pump(&ctx, tx, source).await });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(async move { pump(&ctx, tx, source, call).await }.instrument(span));
+        let stream: Self::CreateImageStream = Box::pin(ReceiverStream::new(rx));
+        Ok(with_upstream_metadata(stream, &headers))
     }
 }
 
@@ -404,11 +431,11 @@ fn stream_event(data: &[u8], meta: &UpstreamMeta) -> Result<Converted, UpstreamE
 /// image's chunks), queued in `pending` and handed out one at a time. Dropping it closes the
 /// upstream request and frees the call's admission slot.
 struct Upstream {
-    events: EventStream,
+    events: Box<EventStream>,
     pending: VecDeque<CreateImageResponse>,
     /// The final image was converted: the last pending message ends the stream.
     complete: bool,
-    api: ImagesApi,
+    client: OpenAiClient,
     _permit: Permit,
 }
 
@@ -443,7 +470,7 @@ impl Source for Upstream {
                     self.complete = complete;
                 }
                 Ok(Converted::Skip) => {}
-                Err(e) => return Step::Fail(self.api.status(&e)),
+                Err(e) => return Step::Fail(status(&self.client, &e)),
             }
         }
     }

@@ -132,7 +132,7 @@ impl Upstreams {
         };
         if let Some(allowed) = &entry.callers {
             let caller = request.extensions().get::<Caller>();
-            if !caller.is_some_and(|c| allowed.iter().any(|a| *a == c.0)) {
+            if !caller.is_some_and(|c| allowed.contains(&c.0)) {
                 return Err(error::refused(
                     Code::PermissionDenied,
                     "PROFILE_NOT_ALLOWED",

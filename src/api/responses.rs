@@ -110,7 +110,7 @@ impl ResponsesService for ResponsesApi {
         };
         let (tx, rx) = mpsc::channel(self.ctx.stream_buffer);
         let source = Upstream {
-            events,
+            events: *events,
             client,
             _permit: permit,
         };
@@ -142,12 +142,12 @@ async fn open(
     let headers = upstream.headers().clone();
     if stream {
         let events = upstream.events().map_err(|e| status(client, &e))?;
-        return Ok((headers, Opened::Stream(events)));
+        return Ok((headers, Opened::Stream(Box::new(events))));
     }
     let meta = upstream.meta().clone();
     let json = upstream.json().await.map_err(|e| status(client, &e))?;
     let event = convert::non_streamed(json, &meta).map_err(|e| status(client, &e))?;
-    Ok((headers, Opened::Single(event)))
+    Ok((headers, Opened::Single(Box::new(event))))
 }
 
 /// The model and token usage of a lifecycle message that carries a Response with usage.
@@ -181,9 +181,9 @@ fn usage_of(message: &CreateResponseResponse) -> Option<(String, Vec<(&'static s
 /// An upstream call whose HTTP status was checked.
 enum Opened {
     /// `stream: false`: the finished Response, as its one message.
-    Single(convert::Event),
+    Single(Box<convert::Event>),
     /// `stream: true`: the event stream, not read yet.
-    Stream(EventStream),
+    Stream(Box<EventStream>),
 }
 
 /// One upstream Responses stream as a [`Source`] of typed events. Dropping it closes the upstream

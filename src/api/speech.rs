@@ -19,14 +19,18 @@ use serde_json::{Map, Value as Json, json};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::{
-    call::{CallContext, Permit, Source, Step, pump},
+    call::{Begun, CallContext, Permit, Source, Step, pump, with_upstream_metadata},
+    profiles::Upstreams,
     validate_media::{self, is_classic_tts},
 };
 use crate::{
     error,
-    openai::{Accept, ApiError, EventStream, OpenAiClient, UpstreamError, UpstreamMeta, describe},
+    openai::{
+        Accept, ApiError, ByteStream, EventStream, OpenAiClient, UpstreamError, UpstreamMeta,
+    },
     pb::{
         AudioChunk, CreateSpeechRequest, CreateSpeechResponse, RawJson, SpeechDone,
         SpeechKeepalive, SpeechStart, SpeechUsage, create_speech_response::Event,
@@ -42,22 +46,26 @@ const MAX_PASSTHROUGH: usize = 1024 * 1024;
 
 type SpeechStreamItem = Result<CreateSpeechResponse, Status>;
 
+/// The RPC name used in metrics and spans.
+const METHOD: &str = "CreateSpeech";
+
 /// The `SpeechService` implementation.
 #[derive(Debug, Clone)]
 pub struct SpeechApi {
-    client: OpenAiClient,
+    upstreams: Upstreams,
     ctx: CallContext,
 }
 
 impl SpeechApi {
-    /// A handler calling OpenAI through `client`, with the shared per-call context.
-    pub fn new(client: OpenAiClient, ctx: CallContext) -> Self {
-        Self { client, ctx }
+    /// A handler calling OpenAI through the profile each call selects, with the shared
+    /// per-call context.
+    pub fn new(upstreams: Upstreams, ctx: CallContext) -> Self {
+        Self { upstreams, ctx }
     }
+}
 
-    fn status(&self, e: &UpstreamError) -> Status {
-        error::upstream(e, self.client.base_url())
-    }
+fn status(client: &OpenAiClient, e: &UpstreamError) -> Status {
+    error::upstream(e, client.base_url())
 }
 
 #[tonic::async_trait]
@@ -68,12 +76,15 @@ impl SpeechService for SpeechApi {
         &self,
         request: Request<CreateSpeechRequest>,
     ) -> Result<Response<Self::CreateSpeechStream>, Status> {
-        let permit = self.ctx.admit(&request)?;
-        let deadline = self.ctx.deadline(&request);
+        let model = request.get_ref().model.clone();
+        let begun = self.ctx.begin(&request, &self.upstreams, METHOD, &model)?;
+        let span = begun.call.span().clone();
+        let deadline = begun.deadline;
+        let client = begun.client.clone();
         let request = request.into_inner();
         let violations = validate_media::create_speech(&request);
         if !violations.is_empty() {
-            return Err(error::invalid_argument(&violations));
+            return Err(begun.fail(error::invalid_argument(&violations)));
         }
         let sse = !is_classic_tts(&request.model);
         let accept = if sse {
@@ -84,44 +95,55 @@ impl SpeechService for SpeechApi {
         let body = request_body(&request, sse);
         let format = request.response_format.as_deref().unwrap_or("mp3");
         let opened = async {
-            let upstream = self
-                .client
+            let upstream = client
                 .post_json("/audio/speech", body, accept, deadline)
                 .await
-                .map_err(|e| self.status(&e))?;
-            let content_type = upstream
-                .headers()
+                .map_err(|e| status(&client, &e))?;
+            let headers = upstream.headers().clone();
+            let content_type = headers
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
             if content_type.starts_with("text/event-stream") {
-                let events = upstream.events().map_err(|e| self.status(&e))?;
+                let events = upstream.events().map_err(|e| status(&client, &e))?;
                 let start = start(format, content_type_of(format), "sse");
-                return Ok((Body::Sse(events), start));
+                return Ok((Body::Sse(Box::new(events)), start, headers));
             }
             let content_type = if content_type.is_empty() {
                 content_type_of(format).to_owned()
             } else {
                 content_type
             };
-            let meta = upstream.meta().clone();
             let start = start(format, &content_type, "audio");
-            Ok((Body::Raw(upstream.into_inner(), meta), start))
+            Ok((Body::Raw(upstream.bytes()), start, headers))
         };
-        let (body, start) = self.ctx.unless_shutdown(opened).await?;
+        let (body, start, headers) = match self
+            .ctx
+            .unless_shutdown(opened)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(opened) => opened,
+            Err(status) => return Err(begun.fail(status)),
+        };
+        if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            span.record("upstream_request_id", id);
+        }
+        let Begun { permit, call, .. } = begun;
         let (tx, rx) = mpsc::channel(self.ctx.stream_buffer);
         let source = Upstream {
             body,
             pending: VecDeque::from([start]),
             offset: 0,
             finished: false,
-            api: self.clone(),
+            client,
             _permit: permit,
         };
         let ctx = self.ctx.clone();
-        tokio::spawn(async move { pump(&ctx, tx, source).await });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(async move { pump(&ctx, tx, source, call).await }.instrument(span));
+        let stream: Self::CreateSpeechStream = Box::pin(ReceiverStream::new(rx));
+        Ok(with_upstream_metadata(stream, &headers))
     }
 }
 
@@ -256,10 +278,10 @@ fn speech_event(data: &[u8], meta: &UpstreamMeta) -> Result<Converted, UpstreamE
 
 /// The upstream body: raw audio, or SSE events carrying base64 audio.
 enum Body {
-    /// A chunked audio body (`stream_format: audio`), with the request id for errors.
-    Raw(reqwest::Response, UpstreamMeta),
+    /// A chunked audio body (`stream_format: audio`), read under the call's time limits.
+    Raw(ByteStream),
     /// `stream_format: sse`.
-    Sse(EventStream),
+    Sse(Box<EventStream>),
 }
 
 /// One upstream speech call as a [`Source`]: `start`, then audio chunks as they arrive, then
@@ -272,7 +294,7 @@ struct Upstream {
     offset: i64,
     /// `done` is queued: the last pending message ends the stream.
     finished: bool,
-    api: SpeechApi,
+    client: OpenAiClient,
     _permit: Permit,
 }
 
@@ -281,13 +303,10 @@ impl Upstream {
     /// it is returned.
     async fn read(&mut self) -> Result<Converted, UpstreamError> {
         match &mut self.body {
-            Body::Raw(response, meta) => match response.chunk().await {
-                Ok(Some(audio)) => Ok(Converted::Audio(audio)),
-                Ok(None) => Ok(Converted::Done(None)),
-                Err(e) => Err(UpstreamError::Dropped {
-                    message: format!("reading the audio body failed: {}", describe(&e)),
-                    meta: meta.clone(),
-                }),
+            Body::Raw(body) => match body.next().await {
+                Some(Ok(audio)) => Ok(Converted::Audio(audio)),
+                None => Ok(Converted::Done(None)),
+                Some(Err(e)) => Err(e),
             },
             Body::Sse(events) => match events.next().await {
                 Some(Ok(event)) => speech_event(&event.data, events.meta()),
@@ -334,7 +353,7 @@ impl Source for Upstream {
                 Ok(Converted::Unknown(None)) => {
                     tracing::warn!("skipping an unknown speech stream event too large to forward");
                 }
-                Err(e) => return Step::Fail(self.api.status(&e)),
+                Err(e) => return Step::Fail(status(&self.client, &e)),
             }
         }
     }

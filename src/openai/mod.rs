@@ -15,7 +15,7 @@ use tokio::time::Instant;
 pub use error::{
     ApiError, TimeLimit, UpstreamError, UpstreamMeta, retry_after, retry_hint_in_message,
 };
-pub use stream::{EventStream, StreamEvent};
+pub use stream::{ByteStream, EventStream, StreamEvent};
 
 use crate::config::{RetryPolicy, Timeouts, UpstreamConfig};
 
@@ -345,9 +345,10 @@ impl UpstreamResponse {
         Ok(EventStream::new(self.response, self.meta, self.budget))
     }
 
-    /// The raw body as a stream of chunks, for binary payloads such as audio.
-    pub fn into_inner(self) -> reqwest::Response {
-        self.response
+    /// The raw body, chunk by chunk as the server sends it (binary payloads such as audio),
+    /// under the call's time limits.
+    pub fn bytes(self) -> ByteStream {
+        ByteStream::new(self.response, self.meta, self.budget)
     }
 }
 

@@ -112,3 +112,68 @@ impl EventStream {
         }
     }
 }
+
+/// Reads a raw upstream body (such as audio) chunk by chunk, as the server sends it, under the
+/// call's time limits: the first-event timeout until the first chunk, then the idle timeout
+/// between chunks, always capped by the call's end. Dropping it closes the upstream request.
+#[derive(Debug)]
+pub struct ByteStream {
+    response: reqwest::Response,
+    meta: UpstreamMeta,
+    budget: Budget,
+    wait_until: Option<(Instant, TimeLimit)>,
+    done: bool,
+}
+
+impl ByteStream {
+    pub(super) fn new(response: reqwest::Response, meta: UpstreamMeta, budget: Budget) -> Self {
+        Self {
+            response,
+            meta,
+            wait_until: budget.until(budget.first_event, TimeLimit::FirstEvent),
+            budget,
+            done: false,
+        }
+    }
+
+    /// The upstream request id and hints.
+    pub fn meta(&self) -> &UpstreamMeta {
+        &self.meta
+    }
+
+    /// The next chunk; `None` at the end of the body. Cancel-safe.
+    pub async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        if self.done {
+            return None;
+        }
+        let wait_until = self.wait_until;
+        let read = self.response.chunk();
+        let result = match wait_until {
+            None => read.await,
+            Some((at, limit)) => match tokio::time::timeout_at(at, read).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.done = true;
+                    return Some(Err(UpstreamError::Timeout { limit }));
+                }
+            },
+        };
+        match result {
+            Ok(Some(chunk)) => {
+                self.wait_until = self.budget.until(self.budget.idle, TimeLimit::Idle);
+                Some(Ok(chunk))
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(UpstreamError::Dropped {
+                    message: format!("reading the body failed: {}", describe(&e)),
+                    meta: self.meta.clone(),
+                }))
+            }
+        }
+    }
+}
