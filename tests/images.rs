@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use common::Harness;
 use openai_grpc_gateway::{
@@ -930,23 +930,7 @@ async fn an_undecodable_image_fails_before_any_output() {
 // Interop: grpcurl and a generated Python client
 // ---------------------------------------------------------------------------------------------
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The interop tools (grpcurl, a Python venv with grpcio), installed by
-/// `scripts/interop-setup.sh` into `target/interop` (idempotent).
-fn tools() -> PathBuf {
-    static SETUP: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    SETUP.get_or_init(|| {
-        let status = std::process::Command::new("bash")
-            .arg(root().join("scripts/interop-setup.sh"))
-            .status()
-            .expect("run scripts/interop-setup.sh");
-        assert!(status.success(), "installing the interop tools failed");
-    });
-    root().join("target/interop")
-}
+use common::{interop_tools as tools, repo_root as root};
 
 #[tokio::test]
 async fn grpcurl_recipe_saves_a_valid_png() {

@@ -5,26 +5,12 @@
 
 mod common;
 
-use std::{path::PathBuf, process::Output, sync::OnceLock};
+use std::process::Output;
 
 use common::Harness;
 use tokio::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tools() -> PathBuf {
-    static SETUP: OnceLock<()> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let status = std::process::Command::new("bash")
-            .arg(root().join("scripts/interop-setup.sh"))
-            .status()
-            .expect("run scripts/interop-setup.sh");
-        assert!(status.success(), "installing the interop tools failed");
-    });
-    root().join("target/interop")
-}
+use common::{interop_tools as tools, repo_root as root};
 
 async fn run(cmd: &mut Command) -> Output {
     cmd.kill_on_drop(true).output().await.expect("tool runs")

@@ -547,3 +547,30 @@ async fn upstream_errors_before_audio_are_trailers_only_statuses() {
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
+
+/// The README's recipe: grpcurl, then `jq -r '.audio.data // empty' | base64 -d > speech.wav`.
+#[tokio::test]
+async fn grpcurl_recipe_saves_a_wav_that_opens() {
+    let h = Harness::start().await;
+    let recipe = format!(
+        "{grpcurl} -plaintext -d '{{\"model\":\"gpt-4o-mini-tts\",\"voice\":\"coral\",\"input\":\"Welcome to our app!\",\"response_format\":\"wav\"}}' {addr} openai_gateway.v1.SpeechService/CreateSpeech | jq -r '.audio.data // empty' | base64 -d > speech.wav && {python} -c 'import wave; w = wave.open(\"speech.wav\"); print(w.getframerate(), w.getnchannels(), w.getnframes())'",
+        grpcurl = common::interop_tools().join("venv/bin/grpcurl").display(),
+        python = common::interop_tools().join("venv/bin/python").display(),
+        addr = h.addr,
+    );
+    let dir = std::env::temp_dir().join(format!("gw-speech-recipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = tokio::process::Command::new("bash")
+        .args(["-o", "pipefail", "-c", &recipe])
+        .current_dir(&dir)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the recipe runs");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    let fields: Vec<u64> = printed.split_whitespace().map(|f| f.parse().unwrap()).collect();
+    assert_eq!(&fields[..2], &[24_000, 1], "24 kHz mono");
+    assert!(fields[2] > 12_000, "at least half a second of audio: {printed}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

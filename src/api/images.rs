@@ -133,6 +133,9 @@ impl ImagesService for ImagesApi {
         let events = match opened {
             Opened::Whole(messages) => {
                 call.first_event();
+                if let Some((model, usage)) = messages.iter().find_map(|m| usage_of(&model, m)) {
+                    call.usage(&model, &usage);
+                }
                 call.finish(tonic::Code::Ok);
                 let stream: Self::CreateImageStream =
                     Box::pin(tokio_stream::iter(messages.into_iter().map(Ok)));
@@ -146,6 +149,7 @@ impl ImagesService for ImagesApi {
             pending: VecDeque::new(),
             complete: false,
             client,
+            model,
             _permit: permit,
         };
         let ctx = self.ctx.clone();
@@ -436,11 +440,29 @@ struct Upstream {
     /// The final image was converted: the last pending message ends the stream.
     complete: bool,
     client: OpenAiClient,
+    /// The requested model, under which token usage is counted.
+    model: String,
     _permit: Permit,
+}
+
+/// The token usage a final `result` message reports, under `model`.
+fn usage_of(model: &str, message: &CreateImageResponse) -> Option<(String, Vec<(&'static str, i64)>)> {
+    let Some(Event::Result(result)) = &message.event else {
+        return None;
+    };
+    let usage = result.usage.as_ref()?;
+    Some((
+        model.to_owned(),
+        vec![("input", usage.input_tokens), ("output", usage.output_tokens)],
+    ))
 }
 
 impl Source for Upstream {
     type Message = CreateImageResponse;
+
+    fn usage(&self, message: &CreateImageResponse) -> Option<(String, Vec<(&'static str, i64)>)> {
+        usage_of(&self.model, message)
+    }
 
     async fn next(&mut self) -> Step<CreateImageResponse> {
         loop {

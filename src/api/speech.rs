@@ -138,6 +138,7 @@ impl SpeechService for SpeechApi {
             offset: 0,
             finished: false,
             client,
+            model,
             _permit: permit,
         };
         let ctx = self.ctx.clone();
@@ -295,6 +296,8 @@ struct Upstream {
     /// `done` is queued: the last pending message ends the stream.
     finished: bool,
     client: OpenAiClient,
+    /// The requested model, under which token usage is counted.
+    model: String,
     _permit: Permit,
 }
 
@@ -322,6 +325,18 @@ impl Upstream {
 
 impl Source for Upstream {
     type Message = CreateSpeechResponse;
+
+    /// The usage `done` reports (SSE path only), under the requested model.
+    fn usage(&self, message: &CreateSpeechResponse) -> Option<(String, Vec<(&'static str, i64)>)> {
+        let Some(Event::Done(done)) = &message.event else {
+            return None;
+        };
+        let usage = done.usage.as_ref()?;
+        Some((
+            self.model.clone(),
+            vec![("input", usage.input_tokens), ("output", usage.output_tokens)],
+        ))
+    }
 
     async fn next(&mut self) -> Step<CreateSpeechResponse> {
         loop {

@@ -1,7 +1,7 @@
 //! Test harness: the fake OpenAI and a gateway pointed at it, both on 127.0.0.1:0.
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::OnceLock, time::Duration};
 
 use openai_grpc_gateway::{
     config::{ApiKey, Config, Drain, UpstreamConfig},
@@ -108,4 +108,24 @@ impl Harness {
             task.await.expect("gateway task ends cleanly");
         }
     }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The interop tools (grpcurl 1.8.6 and a Python venv with grpcio-tools in `venv/`, buf in
+/// `node/`), installed once per test binary by `scripts/interop-setup.sh` into `target/interop`
+/// (idempotent; nothing system-wide).
+pub fn interop_tools() -> PathBuf {
+    static SETUP: OnceLock<()> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/interop-setup.sh"))
+            .status()
+            .expect("run scripts/interop-setup.sh");
+        assert!(status.success(), "installing the interop tools failed");
+    });
+    repo_root().join("target/interop")
 }
