@@ -182,7 +182,7 @@ fn traces_are_exported_over_otlp_continuing_the_callers_trace() {
 
 #[test]
 fn demo_serves_and_sigterm_exits_cleanly() {
-    let mut child = gateway(&[
+    let (child, addr) = spawn_serving(&[
         "--demo",
         "--listen",
         "127.0.0.1:0",
@@ -190,23 +190,7 @@ fn demo_serves_and_sigterm_exits_cleanly() {
         "json",
         "--drain-delay",
         "0",
-    ])
-    .stderr(Stdio::null())
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    // The first "serving gRPC" log line says the address.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the gateway logs before exiting")
-            .unwrap();
-        if line.contains("serving gRPC") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            break v["fields"]["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    ]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use openai_grpc_gateway::pb::{
@@ -225,27 +209,11 @@ fn demo_serves_and_sigterm_exits_cleanly() {
             .unwrap()
             .into_inner();
         let mut count = 0;
-        while let Some(_m) = stream.message().await.unwrap() {
+        while stream.message().await.unwrap().is_some() {
             count += 1;
         }
         assert!(count > 5);
     });
     // SIGTERM: the process drains and exits 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = std::time::Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(code, Some(0));
+    assert_eq!(terminate(child), Some(0));
 }

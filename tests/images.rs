@@ -9,7 +9,7 @@ mod common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::Harness;
+use common::{Harness, drain};
 use openai_grpc_gateway::{
     fake::{self, Ending, Framing, Scenario, media},
     pb::{
@@ -19,7 +19,7 @@ use openai_grpc_gateway::{
 };
 use prost::Message as _;
 use serde_json::json;
-use tonic::{Code, Status, Streaming, transport::Channel};
+use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
 /// gRPC's default receive limit, which every message must stay under.
@@ -37,19 +37,6 @@ fn req(model: Option<&str>) -> CreateImageRequest {
         prompt: "A minimalist poster of a mountain at sunrise".into(),
         model: model.map(Into::into),
         ..Default::default()
-    }
-}
-
-async fn drain(
-    mut stream: Streaming<CreateImageResponse>,
-) -> (Vec<CreateImageResponse>, Option<Status>) {
-    let mut messages = Vec::new();
-    loop {
-        match stream.message().await {
-            Ok(Some(m)) => messages.push(m),
-            Ok(None) => return (messages, None),
-            Err(status) => return (messages, Some(status)),
-        }
     }
 }
 

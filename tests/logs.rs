@@ -9,13 +9,11 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use common::{Harness, TEST_KEY};
+use common::{Harness, TEST_KEY, drain, text_request, with_metadata};
 use openai_grpc_gateway::{
     auth::parse_tokens,
     fake::{self, Scenario},
-    pb::{CreateResponseRequest, CreateResponseResponse},
 };
-use tonic::{Request, Status, Streaming};
 
 const SVC_TOKEN: &str = "svc-token-0123456789abcdef";
 
@@ -52,46 +50,23 @@ fn text() -> String {
     String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
 }
 
-fn text_request() -> CreateResponseRequest {
-    CreateResponseRequest {
-        model: "gpt-4.1".into(),
-        input_text: Some("Write a 1-sentence welcome message for a new user.".into()),
-        ..Default::default()
-    }
-}
-
-fn with_metadata(pairs: &[(&'static str, &str)]) -> Request<CreateResponseRequest> {
-    let mut r = Request::new(text_request());
-    for (k, v) in pairs {
-        r.metadata_mut().insert(*k, v.parse().unwrap());
-    }
-    r
-}
-
-async fn drain(mut stream: Streaming<CreateResponseResponse>) -> Option<Status> {
-    loop {
-        match stream.message().await {
-            Ok(Some(_)) => {}
-            Ok(None) => return None,
-            Err(s) => return Some(s),
-        }
-    }
-}
-
 #[tokio::test]
 async fn one_json_log_line_per_rpc_with_its_fields_and_the_trace_continued_upstream() {
     logs();
     let h = Harness::start().await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent = format!("00-{trace}-00f067aa0ba902b7-01");
-    let request = with_metadata(&[("traceparent", &parent), ("tracestate", "vendor=abc")]);
+    let request = with_metadata(
+        text_request("Write a 1-sentence welcome message for a new user."),
+        &[("traceparent", &parent), ("tracestate", "vendor=abc")],
+    );
     let stream = h
         .responses()
         .create_response(request)
         .await
         .unwrap()
         .into_inner();
-    assert!(drain(stream).await.is_none());
+    assert!(drain(stream).await.1.is_none());
     // The upstream request continues the caller's trace with the gateway's own span id.
     let sent = h.fake.requests()[0].clone();
     let traceparent = sent
@@ -153,11 +128,17 @@ async fn no_secret_appears_in_logs_or_errors_at_trace_level() {
     // Success, streamed and not.
     let ok = h
         .responses()
-        .create_response(with_metadata(&[("authorization", &bearer)]))
+        .create_response(with_metadata(
+            text_request("Write a 1-sentence welcome message for a new user."),
+            &[("authorization", &bearer)],
+        ))
         .await
         .unwrap();
-    assert!(drain(ok.into_inner()).await.is_none());
-    let mut whole = with_metadata(&[("authorization", &bearer)]);
+    assert!(drain(ok.into_inner()).await.1.is_none());
+    let mut whole = with_metadata(
+        text_request("Write a 1-sentence welcome message for a new user."),
+        &[("authorization", &bearer)],
+    );
     whole.get_mut().stream = Some(false);
     assert!(
         drain(
@@ -168,13 +149,17 @@ async fn no_secret_appears_in_logs_or_errors_at_trace_level() {
                 .into_inner()
         )
         .await
+        .1
         .is_none()
     );
     // Upstream 401 (OpenAI echoes a masked key), a retried 500, a mid-stream error.
     h.fake.require_api_key("sk-some-other-key");
     statuses.push(
         h.responses()
-            .create_response(with_metadata(&[("authorization", &bearer)]))
+            .create_response(with_metadata(
+                text_request("Write a 1-sentence welcome message for a new user."),
+                &[("authorization", &bearer)],
+            ))
             .await
             .expect_err("401"),
     );
@@ -186,10 +171,13 @@ async fn no_secret_appears_in_logs_or_errors_at_trace_level() {
     });
     let retried = h
         .responses()
-        .create_response(with_metadata(&[("authorization", &bearer)]))
+        .create_response(with_metadata(
+            text_request("Write a 1-sentence welcome message for a new user."),
+            &[("authorization", &bearer)],
+        ))
         .await
         .unwrap();
-    assert!(drain(retried.into_inner()).await.is_none());
+    assert!(drain(retried.into_inner()).await.1.is_none());
     let mut events = fake::text_events("gpt-4.1", "cut");
     events.truncate(2);
     events.push(fake::error_event(
@@ -206,27 +194,35 @@ async fn no_secret_appears_in_logs_or_errors_at_trace_level() {
     });
     let failed = h
         .responses()
-        .create_response(with_metadata(&[("authorization", &bearer)]))
+        .create_response(with_metadata(
+            text_request("Write a 1-sentence welcome message for a new user."),
+            &[("authorization", &bearer)],
+        ))
         .await
         .unwrap();
-    statuses.push(drain(failed.into_inner()).await.expect("mid-stream error"));
+    statuses.push(
+        drain(failed.into_inner())
+            .await
+            .1
+            .expect("mid-stream error"),
+    );
     // A caller's own key (the fake accepts only the gateway's, so OpenAI's 401 echoes it back
     // masked), and a bad caller token.
     statuses.push(
         h.responses()
-            .create_response(with_metadata(&[
-                ("authorization", &bearer),
-                ("x-openai-api-key", caller_key),
-            ]))
+            .create_response(with_metadata(
+                text_request("Write a 1-sentence welcome message for a new user."),
+                &[("authorization", &bearer), ("x-openai-api-key", caller_key)],
+            ))
             .await
             .expect_err("the fake refuses the caller's key"),
     );
     statuses.push(
         h.responses()
-            .create_response(with_metadata(&[(
-                "authorization",
-                "Bearer wrong-token-but-long-enough",
-            )]))
+            .create_response(with_metadata(
+                text_request("Write a 1-sentence welcome message for a new user."),
+                &[("authorization", "Bearer wrong-token-but-long-enough")],
+            ))
             .await
             .expect_err("bad token"),
     );

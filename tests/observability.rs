@@ -3,19 +3,8 @@
 
 mod common;
 
-use common::Harness;
-use openai_grpc_gateway::{
-    fake::{self, Scenario},
-    pb::CreateResponseRequest,
-};
-
-fn text_request() -> CreateResponseRequest {
-    CreateResponseRequest {
-        model: "gpt-4.1".into(),
-        input_text: Some("Write a 1-sentence welcome message for a new user.".into()),
-        ..Default::default()
-    }
-}
+use common::{Harness, text_request};
+use openai_grpc_gateway::fake::{self, Scenario};
 
 /// The value of the first sample line starting with `prefix`.
 fn sample(text: &str, prefix: &str) -> f64 {
@@ -40,14 +29,16 @@ async fn metrics_show_a_streamed_call_under_the_right_labels() {
     });
     let mut stream = h
         .responses()
-        .create_response(text_request())
+        .create_response(text_request(
+            "Write a 1-sentence welcome message for a new user.",
+        ))
         .await
         .unwrap()
         .into_inner();
     while stream.message().await.unwrap().is_some() {}
     let invalid = h
         .responses()
-        .create_response(CreateResponseRequest::default())
+        .create_response(openai_grpc_gateway::pb::CreateResponseRequest::default())
         .await;
     assert!(invalid.is_err());
 
@@ -146,7 +137,9 @@ async fn in_flight_streams_are_counted_while_open() {
     });
     let mut stream = h
         .responses()
-        .create_response(text_request())
+        .create_response(text_request(
+            "Write a 1-sentence welcome message for a new user.",
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Harness;
+use common::{Harness, drain, reason, text_request};
 use openai_grpc_gateway::{
     fake::{self, Ending, Framing, Scenario},
     pb::{
@@ -14,45 +14,16 @@ use openai_grpc_gateway::{
         responses_service_client::ResponsesServiceClient,
     },
 };
-use tonic::{Code, Request, Status, Streaming, codec::CompressionEncoding};
+use tonic::{Code, Request, codec::CompressionEncoding};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use tonic_types::StatusExt;
 
-fn text_request(input: &str) -> CreateResponseRequest {
-    CreateResponseRequest {
-        model: "gpt-4.1".into(),
-        input_text: Some(input.into()),
-        ..Default::default()
-    }
-}
-
 fn with_timeout(req: CreateResponseRequest, timeout: Duration) -> Request<CreateResponseRequest> {
     let mut r = Request::new(req);
     r.set_timeout(timeout);
     r
-}
-
-async fn drain(
-    mut stream: Streaming<CreateResponseResponse>,
-) -> (Vec<CreateResponseResponse>, Option<Status>) {
-    let mut messages = Vec::new();
-    loop {
-        match stream.message().await {
-            Ok(Some(m)) => messages.push(m),
-            Ok(None) => return (messages, None),
-            Err(status) => return (messages, Some(status)),
-        }
-    }
-}
-
-fn reason(status: &Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
 }
 
 fn error(status: u16, kind: &str, code: &str, headers: &[(&str, &str)]) -> Scenario {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, TEST_KEY};
+use common::{Harness, TEST_KEY, drain, reason, text_request};
 use openai_grpc_gateway::{
     fake::{self, Ending, Framing, LineEnding, Scenario},
     pb::{
@@ -14,30 +14,8 @@ use openai_grpc_gateway::{
     },
 };
 use serde_json::json;
-use tonic::{Code, Status, Streaming};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
-
-fn text_request(input: &str) -> CreateResponseRequest {
-    CreateResponseRequest {
-        model: "gpt-4.1".into(),
-        input_text: Some(input.into()),
-        ..Default::default()
-    }
-}
-
-/// Reads a stream to its end: the messages, then the final status (None when it ended OK).
-async fn drain(
-    mut stream: Streaming<CreateResponseResponse>,
-) -> (Vec<CreateResponseResponse>, Option<Status>) {
-    let mut messages = Vec::new();
-    loop {
-        match stream.message().await {
-            Ok(Some(m)) => messages.push(m),
-            Ok(None) => return (messages, None),
-            Err(status) => return (messages, Some(status)),
-        }
-    }
-}
 
 async fn call(
     h: &Harness,
@@ -62,14 +40,6 @@ fn completed(messages: &[CreateResponseResponse]) -> &pb::Response {
         Some(Event::Completed(c)) => c.response.as_ref().expect("completed carries the response"),
         other => panic!("last event is not completed: {other:?}"),
     }
-}
-
-fn reason(status: &Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

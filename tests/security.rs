@@ -4,61 +4,23 @@
 
 mod common;
 
-use common::{Harness, TEST_KEY};
+use common::{Harness, TEST_KEY, drain, reason, text_request, with_metadata};
 use openai_grpc_gateway::{
     auth::parse_tokens,
     config::{ApiKey, Profile, Profiles, Tls, UpstreamConfig},
     fake::FakeOpenAi,
-    pb::{
-        CreateResponseRequest, CreateResponseResponse,
-        responses_service_client::ResponsesServiceClient,
-    },
+    pb::responses_service_client::ResponsesServiceClient,
 };
 use tonic::{
-    Code, Request, Status, Streaming,
+    Code, Status,
     transport::{Certificate, Channel, ClientTlsConfig, Identity},
 };
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use tonic_types::StatusExt;
 
 const SVC_TOKEN: &str = "svc-token-0123456789abcdef";
 const OTHER_TOKEN: &str = "other-token-0123456789abcd";
-
-fn text_request() -> CreateResponseRequest {
-    CreateResponseRequest {
-        model: "gpt-4.1".into(),
-        input_text: Some("hi".into()),
-        ..Default::default()
-    }
-}
-
-fn with_metadata(pairs: &[(&'static str, &str)]) -> Request<CreateResponseRequest> {
-    let mut r = Request::new(text_request());
-    for (k, v) in pairs {
-        r.metadata_mut().insert(*k, v.parse().unwrap());
-    }
-    r
-}
-
-async fn drain(mut stream: Streaming<CreateResponseResponse>) -> Option<Status> {
-    loop {
-        match stream.message().await {
-            Ok(Some(_)) => {}
-            Ok(None) => return None,
-            Err(s) => return Some(s),
-        }
-    }
-}
-
-fn reason(status: &Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
 
 fn callers() -> Vec<openai_grpc_gateway::auth::CallerToken> {
     parse_tokens(&format!("svc={SVC_TOKEN},other={OTHER_TOKEN}"), "test").unwrap()
@@ -76,7 +38,7 @@ async fn calls_without_a_valid_token_are_refused_before_any_upstream_call() {
     ] {
         let status = h
             .responses()
-            .create_response(with_metadata(&metadata))
+            .create_response(with_metadata(text_request("hi"), &metadata))
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::Unauthenticated, "{metadata:?}");
@@ -91,10 +53,13 @@ async fn calls_without_a_valid_token_are_refused_before_any_upstream_call() {
     let bearer = format!("Bearer {SVC_TOKEN}");
     let stream = h
         .responses()
-        .create_response(with_metadata(&[("authorization", &bearer)]))
+        .create_response(with_metadata(
+            text_request("hi"),
+            &[("authorization", &bearer)],
+        ))
         .await
         .unwrap();
-    assert!(drain(stream.into_inner()).await.is_none());
+    assert!(drain(stream.into_inner()).await.1.is_none());
     assert_eq!(
         h.fake.requests()[0].header("authorization"),
         Some(format!("Bearer {TEST_KEY}").as_str())
@@ -179,16 +144,19 @@ async fn two_profiles_route_to_two_upstreams_with_their_own_keys_and_headers() {
     let (h, staging) = two_profiles(|_| {}).await;
     let stream = h
         .responses()
-        .create_response(with_metadata(&[]))
+        .create_response(with_metadata(text_request("hi"), &[]))
         .await
         .unwrap();
-    assert!(drain(stream.into_inner()).await.is_none());
+    assert!(drain(stream.into_inner()).await.1.is_none());
     let stream = h
         .responses()
-        .create_response(with_metadata(&[("x-openai-profile", "staging")]))
+        .create_response(with_metadata(
+            text_request("hi"),
+            &[("x-openai-profile", "staging")],
+        ))
         .await
         .unwrap();
-    assert!(drain(stream.into_inner()).await.is_none());
+    assert!(drain(stream.into_inner()).await.1.is_none());
 
     let production = &h.fake.requests()[0];
     assert_eq!(
@@ -216,7 +184,10 @@ async fn two_profiles_route_to_two_upstreams_with_their_own_keys_and_headers() {
 
     let status = h
         .responses()
-        .create_response(with_metadata(&[("x-openai-profile", "editor")]))
+        .create_response(with_metadata(
+            text_request("hi"),
+            &[("x-openai-profile", "editor")],
+        ))
         .await
         .expect_err("unknown");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -256,10 +227,10 @@ async fn a_profile_can_be_limited_to_certain_callers() {
     let other = format!("Bearer {OTHER_TOKEN}");
     let status = h
         .responses()
-        .create_response(with_metadata(&[
-            ("authorization", &other),
-            ("x-openai-profile", "staging"),
-        ]))
+        .create_response(with_metadata(
+            text_request("hi"),
+            &[("authorization", &other), ("x-openai-profile", "staging")],
+        ))
         .await
         .expect_err("not for this caller");
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -268,13 +239,13 @@ async fn a_profile_can_be_limited_to_certain_callers() {
     let svc = format!("Bearer {SVC_TOKEN}");
     let ok = h
         .responses()
-        .create_response(with_metadata(&[
-            ("authorization", &svc),
-            ("x-openai-profile", "staging"),
-        ]))
+        .create_response(with_metadata(
+            text_request("hi"),
+            &[("authorization", &svc), ("x-openai-profile", "staging")],
+        ))
         .await
         .expect("allowed caller");
-    assert!(drain(ok.into_inner()).await.is_none());
+    assert!(drain(ok.into_inner()).await.1.is_none());
     assert_eq!(staging_fake.requests().len(), 1);
 }
 
@@ -284,7 +255,10 @@ async fn caller_keys_are_refused_by_default_and_used_when_allowed() {
     let h = Harness::start().await;
     let status = h
         .responses()
-        .create_response(with_metadata(&[("x-openai-api-key", caller_key)]))
+        .create_response(with_metadata(
+            text_request("hi"),
+            &[("x-openai-api-key", caller_key)],
+        ))
         .await
         .expect_err("off by default");
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -298,10 +272,13 @@ async fn caller_keys_are_refused_by_default_and_used_when_allowed() {
     .await;
     let stream = h
         .responses()
-        .create_response(with_metadata(&[("x-openai-api-key", caller_key)]))
+        .create_response(with_metadata(
+            text_request("hi"),
+            &[("x-openai-api-key", caller_key)],
+        ))
         .await
         .unwrap();
-    assert!(drain(stream.into_inner()).await.is_none());
+    assert!(drain(stream.into_inner()).await.1.is_none());
     let sent = &h.fake.requests()[0];
     assert_eq!(
         sent.header("authorization"),
@@ -328,8 +305,12 @@ async fn profile_keys_can_come_from_files() {
     );
     let profiles = Profiles::from_json(&json, false).unwrap();
     let h = Harness::start_with(move |c| c.profiles = profiles).await;
-    let stream = h.responses().create_response(text_request()).await.unwrap();
-    assert!(drain(stream.into_inner()).await.is_none());
+    let stream = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .unwrap();
+    assert!(drain(stream.into_inner()).await.1.is_none());
     assert_eq!(
         fake.requests()[0].header("authorization"),
         Some("Bearer sk-from-a-mounted-secret")
@@ -343,7 +324,7 @@ async fn profile_keys_can_come_from_files() {
 async fn upstream_request_id_and_rate_limits_come_back_as_metadata() {
     let h = Harness::start().await;
     for stream in [None, Some(false)] {
-        let mut req = text_request();
+        let mut req = text_request("hi");
         req.stream = stream;
         let response = h.responses().create_response(req).await.unwrap();
         let md = response.metadata().clone();
@@ -364,7 +345,7 @@ async fn upstream_request_id_and_rate_limits_come_back_as_metadata() {
         ] {
             assert!(md.get(name).is_some(), "{name} missing ({stream:?})");
         }
-        assert!(drain(response.into_inner()).await.is_none());
+        assert!(drain(response.into_inner()).await.1.is_none());
     }
 }
 
@@ -441,18 +422,18 @@ async fn tls_and_mutual_tls() {
         })
         .await;
         // A plaintext client gets nowhere.
-        let plain = h.responses().create_response(text_request()).await;
+        let plain = h.responses().create_response(text_request("hi")).await;
         assert!(plain.is_err(), "plaintext must not be served over TLS");
         // A TLS client with an identity is served in both modes.
         let mut client = tls_client(&h, &pki, true).await.expect("handshake");
         let stream = client
-            .create_response(text_request())
+            .create_response(text_request("hi"))
             .await
             .expect("served over TLS");
-        assert!(drain(stream.into_inner()).await.is_none());
+        assert!(drain(stream.into_inner()).await.1.is_none());
         // Without a client certificate: fine for TLS, refused for mTLS.
         let anonymous = match tls_client(&h, &pki, false).await {
-            Ok(mut c) => c.create_response(text_request()).await.map(|_| ()),
+            Ok(mut c) => c.create_response(text_request("hi")).await.map(|_| ()),
             Err(e) => Err(Status::unavailable(e.to_string())),
         };
         assert_eq!(anonymous.is_ok(), !mtls, "mtls={mtls}: {anonymous:?}");

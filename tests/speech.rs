@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Harness;
+use common::{Harness, drain};
 use openai_grpc_gateway::{
     fake::{self, Ending, Framing, Scenario},
     pb::{
@@ -20,7 +20,7 @@ use openai_grpc_gateway::{
 };
 use prost::Message as _;
 use serde_json::json;
-use tonic::{Code, Status, Streaming, transport::Channel};
+use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
 const DEFAULT_LIMIT: usize = 4 * 1024 * 1024;
@@ -37,19 +37,6 @@ fn req(model: &str) -> CreateSpeechRequest {
         model: model.into(),
         voice: "alloy".into(),
         ..Default::default()
-    }
-}
-
-async fn drain(
-    mut stream: Streaming<CreateSpeechResponse>,
-) -> (Vec<CreateSpeechResponse>, Option<Status>) {
-    let mut messages = Vec::new();
-    loop {
-        match stream.message().await {
-            Ok(Some(m)) => messages.push(m),
-            Ok(None) => return (messages, None),
-            Err(status) => return (messages, Some(status)),
-        }
     }
 }
 
@@ -568,9 +555,19 @@ async fn grpcurl_recipe_saves_a_wav_that_opens() {
         .await
         .expect("the recipe runs");
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
-    let fields: Vec<u64> = printed.split_whitespace().map(|f| f.parse().unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fields: Vec<u64> = printed
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
     assert_eq!(&fields[..2], &[24_000, 1], "24 kHz mono");
-    assert!(fields[2] > 12_000, "at least half a second of audio: {printed}");
+    assert!(
+        fields[2] > 12_000,
+        "at least half a second of audio: {printed}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -199,6 +199,11 @@ pub fn with_upstream_metadata<T>(
     response
 }
 
+/// The status for a failed upstream call through `client` (whose base URL names the upstream).
+pub fn upstream_status(client: &OpenAiClient, e: &crate::openai::UpstreamError) -> Status {
+    error::upstream(e, client.base_url())
+}
+
 /// A call that was admitted, with what it needs to go on.
 #[derive(Debug)]
 pub struct Begun {

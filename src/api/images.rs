@@ -22,7 +22,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
-    call::{Begun, CallContext, Permit, Source, Step, pump, with_upstream_metadata},
+    call::{
+        Begun, CallContext, Permit, Source, Step, pump, upstream_status as status,
+        with_upstream_metadata,
+    },
     profiles::Upstreams,
     validate_media,
 };
@@ -61,10 +64,6 @@ impl ImagesApi {
     pub fn new(upstreams: Upstreams, ctx: CallContext) -> Self {
         Self { upstreams, ctx }
     }
-}
-
-fn status(client: &OpenAiClient, e: &UpstreamError) -> Status {
-    error::upstream(e, client.base_url())
 }
 
 /// An upstream call whose HTTP status was checked.
@@ -446,14 +445,20 @@ struct Upstream {
 }
 
 /// The token usage a final `result` message reports, under `model`.
-fn usage_of(model: &str, message: &CreateImageResponse) -> Option<(String, Vec<(&'static str, i64)>)> {
+fn usage_of(
+    model: &str,
+    message: &CreateImageResponse,
+) -> Option<(String, Vec<(&'static str, i64)>)> {
     let Some(Event::Result(result)) = &message.event else {
         return None;
     };
     let usage = result.usage.as_ref()?;
     Some((
         model.to_owned(),
-        vec![("input", usage.input_tokens), ("output", usage.output_tokens)],
+        vec![
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+        ],
     ))
 }
 

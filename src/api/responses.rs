@@ -17,7 +17,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
-    call::{Begun, CallContext, Permit, Source, Step, pump, with_upstream_metadata},
+    call::{
+        Begun, CallContext, Permit, Source, Step, pump, upstream_status as status,
+        with_upstream_metadata,
+    },
     profiles::Upstreams,
     validate,
 };
@@ -46,10 +49,6 @@ impl ResponsesApi {
     pub fn new(upstreams: Upstreams, ctx: CallContext) -> Self {
         Self { upstreams, ctx }
     }
-}
-
-fn status(client: &OpenAiClient, e: &UpstreamError) -> Status {
-    error::upstream(e, client.base_url())
 }
 
 #[tonic::async_trait]

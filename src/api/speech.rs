@@ -22,7 +22,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{
-    call::{Begun, CallContext, Permit, Source, Step, pump, with_upstream_metadata},
+    call::{
+        Begun, CallContext, Permit, Source, Step, pump, upstream_status as status,
+        with_upstream_metadata,
+    },
     profiles::Upstreams,
     validate_media::{self, is_classic_tts},
 };
@@ -62,10 +65,6 @@ impl SpeechApi {
     pub fn new(upstreams: Upstreams, ctx: CallContext) -> Self {
         Self { upstreams, ctx }
     }
-}
-
-fn status(client: &OpenAiClient, e: &UpstreamError) -> Status {
-    error::upstream(e, client.base_url())
 }
 
 #[tonic::async_trait]
@@ -334,7 +333,10 @@ impl Source for Upstream {
         let usage = done.usage.as_ref()?;
         Some((
             self.model.clone(),
-            vec![("input", usage.input_tokens), ("output", usage.output_tokens)],
+            vec![
+                ("input", usage.input_tokens),
+                ("output", usage.output_tokens),
+            ],
         ))
     }
 

@@ -6,10 +6,11 @@ use std::{net::SocketAddr, path::PathBuf, sync::OnceLock, time::Duration};
 use openai_grpc_gateway::{
     config::{ApiKey, Config, Drain, UpstreamConfig},
     fake::FakeOpenAi,
-    pb::responses_service_client::ResponsesServiceClient,
+    pb::{CreateResponseRequest, responses_service_client::ResponsesServiceClient},
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::Channel;
+use tonic::{Request, Status, Streaming, transport::Channel};
+use tonic_types::StatusExt;
 
 /// The key the harness gives the gateway; tests assert it never leaks.
 pub const TEST_KEY: &str = "sk-test-harness-0123456789";
@@ -128,4 +129,45 @@ pub fn interop_tools() -> PathBuf {
         assert!(status.success(), "installing the interop tools failed");
     });
     repo_root().join("target/interop")
+}
+
+/// A minimal valid CreateResponse request.
+pub fn text_request(input: &str) -> CreateResponseRequest {
+    CreateResponseRequest {
+        model: "gpt-4.1".into(),
+        input_text: Some(input.into()),
+        ..Default::default()
+    }
+}
+
+/// `message` with these metadata pairs.
+pub fn with_metadata<T>(message: T, pairs: &[(&'static str, &str)]) -> Request<T> {
+    let mut request = Request::new(message);
+    for (key, value) in pairs {
+        request
+            .metadata_mut()
+            .insert(*key, value.parse().expect("valid metadata value"));
+    }
+    request
+}
+
+/// Reads a stream to its end: the messages, then the final status (None when it ended OK).
+pub async fn drain<T>(mut stream: Streaming<T>) -> (Vec<T>, Option<Status>) {
+    let mut messages = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(m)) => messages.push(m),
+            Ok(None) => return (messages, None),
+            Err(status) => return (messages, Some(status)),
+        }
+    }
+}
+
+/// The ErrorInfo reason of a status ("" when it has none).
+pub fn reason(status: &Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
 }
