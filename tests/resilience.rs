@@ -570,3 +570,47 @@ async fn oversized_requests_are_refused() {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert!(h.fake.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_connect_that_hangs_trips_the_connect_timeout() {
+    // A listener that never accepts, with its accept queue filled: further connection
+    // attempts get no answer, so the gateway's connect hangs (on loopback only).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(200), s.connect(addr)).await
+        {
+            fillers.push(stream);
+        }
+    }
+    let h = Harness::start_with(|c| {
+        c.upstream =
+            openai_grpc_gateway::config::UpstreamConfig::new(&format!("http://{addr}/v1")).unwrap();
+        c.timeouts.connect = Some(Duration::from_millis(300));
+        c.retry.max_retries = 0;
+    })
+    .await;
+    let started = Instant::now();
+    let status = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .expect_err("no connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("connect timeout"),
+        "{}",
+        status.message()
+    );
+    drop(listener);
+}
