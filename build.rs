@@ -33,6 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
+        // `bytes` fields as `bytes::Bytes`: audio chunks read from the upstream go into messages
+        // without a copy.
+        .bytes(".")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -251,7 +251,7 @@ fn image_chunks(
             event: Some(Event::ImageChunk(ImageChunk {
                 image_index,
                 offset: offset as i64,
-                data: data.into(),
+                data,
                 last,
                 total_bytes: total,
                 revised_prompt: revised_prompt.take(),
@@ -270,7 +270,7 @@ fn partial_chunks(partial_image_index: i32, image: &Bytes) -> Vec<CreateImageRes
                 image_index: 0,
                 partial_image_index,
                 offset: offset as i64,
-                data: data.into(),
+                data,
                 last,
                 total_bytes: total,
             })),

@@ -115,7 +115,7 @@ impl SpeechService for SpeechApi {
                 content_type
             };
             let start = start(format, &content_type, "audio");
-            Ok((Body::Raw(upstream.bytes()), start, headers))
+            Ok((Body::Raw(Box::new(upstream.bytes())), start, headers))
         };
         let (body, start, headers) = match self
             .ctx
@@ -205,7 +205,7 @@ fn audio_chunks(audio: &Bytes, offset: &mut i64) -> Vec<CreateSpeechResponse> {
         let end = (at + CHUNK).min(audio.len());
         out.push(CreateSpeechResponse {
             event: Some(Event::Audio(AudioChunk {
-                data: audio.slice(at..end).to_vec(),
+                data: audio.slice(at..end),
                 offset: *offset,
             })),
         });
@@ -279,7 +279,7 @@ fn speech_event(data: &[u8], meta: &UpstreamMeta) -> Result<Converted, UpstreamE
 /// The upstream body: raw audio, or SSE events carrying base64 audio.
 enum Body {
     /// A chunked audio body (`stream_format: audio`), read under the call's time limits.
-    Raw(ByteStream),
+    Raw(Box<ByteStream>),
     /// `stream_format: sse`.
     Sse(Box<EventStream>),
 }
