@@ -8,7 +8,7 @@
 //! | [`config`]  | every setting, documented once: flags with environment fallbacks |
 //! | [`auth`]    | who may call: caller bearer tokens, checked in constant time |
 //! | [`server`]  | wiring: services, health, reflection, shutdown |
-//! | [`api`]     | thin gRPC handlers, one file per service: validate -> convert -> call -> stream back |
+//! | [`api`]     | thin gRPC handlers, one file per service: validate -> convert -> call -> stream back; `api::call` is one call's lifecycle (admission, deadline, heartbeats, the stream pump), `api::profiles` picks the upstream |
 //! | [`openai`]  | the OpenAI HTTP client (reqwest); knows JSON, never imports tonic |
 //! | [`sse`]     | a pure WHATWG server-sent-events decoder: bytes in, events out; no IO, no JSON |
 //! | [`convert`] | JSON <-> proto, driven by the descriptors; the only code that knows both vocabularies |

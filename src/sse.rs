@@ -136,7 +136,8 @@ impl SseDecoder {
     /// dispatching blank line) may be at most `limit` bytes.
     pub fn with_max_event_size(limit: usize) -> Self {
         Self {
-            buf: BytesMut::with_capacity(8 * 1024),
+            // Allocated by the first `feed`, sized by what arrives: an idle stream holds little.
+            buf: BytesMut::new(),
             scan: 0,
             skip_lf: false,
             bom_pending: true,
@@ -185,10 +186,7 @@ impl SseDecoder {
                 }
             }
 
-            let Some(pos) = self.buf[self.scan..]
-                .iter()
-                .position(|&b| b == b'\n' || b == b'\r')
-            else {
+            let Some(pos) = find_line_end(&self.buf[self.scan..]) else {
                 self.scan = self.buf.len();
                 if self.block_bytes.saturating_add(self.buf.len()) > self.limit {
                     return Err(self.fail());
@@ -297,12 +295,12 @@ impl SseDecoder {
                     joined.extend_from_slice(value);
                 }
             },
-            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"event" => self.event = Some(lossy_string(value)),
             b"id" if !value.contains(&0) => {
                 self.last_id = if value.is_empty() {
                     None
                 } else {
-                    Some(String::from_utf8_lossy(value).into_owned())
+                    Some(lossy_string(value))
                 };
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
@@ -350,6 +348,41 @@ impl SseDecoder {
     /// The error for this decoder's limit.
     fn too_large(&self) -> SseError {
         SseError::EventTooLarge { limit: self.limit }
+    }
+}
+
+/// The position of the first LF or CR in `bytes`, eight bytes at a time.
+fn find_line_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `word` that equals `byte`. Bits above the first match can be
+    // false positives (borrows), so only the lowest set bit is used.
+    let matches = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGHS
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let hits = matches(word, b'\n') | matches(word, b'\r');
+        if hits != 0 {
+            return Some(offset + (hits.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map(|p| offset + p)
+}
+
+/// `bytes` as a String, invalid UTF-8 replaced (the valid case checked on the fast path).
+fn lossy_string(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
@@ -652,6 +685,29 @@ mod tests {
         let (events, truncated) = decode(b"data: [DONE]\n\n");
         assert_eq!(events, vec![ev(None, "[DONE]")]);
         assert!(!truncated);
+    }
+
+    #[test]
+    fn line_end_search_matches_a_plain_scan() {
+        let plain = |b: &[u8]| b.iter().position(|&c| c == b'\n' || c == b'\r');
+        let mut bytes: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        assert_eq!(find_line_end(&bytes), None);
+        for at in 0..bytes.len() {
+            for end in [b'\n', b'\r'] {
+                let saved = bytes[at];
+                bytes[at] = end;
+                for start in 0..=at {
+                    assert_eq!(find_line_end(&bytes[start..]), plain(&bytes[start..]));
+                }
+                // A later line end, and bytes that differ from LF / CR by one bit or a borrow.
+                for other in [0x0B, 0x0C, 0x0E, 0x8A, 0x8D, 0x00, 0xFF] {
+                    let mut b = bytes.clone();
+                    b[..at].iter_mut().for_each(|c| *c = other);
+                    assert_eq!(find_line_end(&b), plain(&b), "{other:#x} {at}");
+                }
+                bytes[at] = saved;
+            }
+        }
     }
 
     #[test]

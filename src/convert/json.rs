@@ -15,15 +15,29 @@
 //!   complete JSON text. A `google.protobuf.Struct` catch-all (request side) is sent as is; a
 //!   scalar variant without `(json_type)` is the JSON value itself (`tool_choice: "auto"`).
 //! * `google.protobuf.Value` / `Struct` / `ListValue` hold free-form JSON.
+//!
+//! JSON -> proto is on the gateway's hot path (every streamed event), so it writes protobuf wire
+//! bytes straight from the parsed JSON ([`Schema::encode_object`]), guided by plans computed once
+//! from the descriptors (field numbers, wire types, child plans by index, enum names, the
+//! `type` -> variant table); the caller decodes the bytes into its generated type
+//! ([`Schema::decode_json`]). No `DynamicMessage` is built on that path. Proto -> JSON (request
+//! bodies, and proving losslessness) goes through `DynamicMessage` ([`Schema::to_json`]).
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    sync::Arc,
+};
 
 use prost::Message;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
     ReflectMessage, Value as PValue,
 };
+use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::{Map, Number, Value as Json};
+
+use super::doc::Node;
 
 const VALUE: &str = "google.protobuf.Value";
 const STRUCT: &str = "google.protobuf.Struct";
@@ -31,7 +45,50 @@ const LIST_VALUE: &str = "google.protobuf.ListValue";
 const RAW_JSON: &str = "openai_gateway.v1.RawJson";
 const EXTRA_JSON: &str = "extra_json";
 
-/// How one oneof variant of a union maps to JSON.
+/// FxHash (as in rustc): far cheaper than SipHash for the short keys looked up per JSON member.
+/// The tables hold only names from our own descriptors; JSON input is only looked up, never
+/// inserted, so hash flooding cannot grow them.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+const FX_SEED: u64 = 0x517c_c1b7_2722_0a95;
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            // Byte by byte: a copy into a [u8; 8] would call memcpy for a few bytes.
+            let word = rest
+                .iter()
+                .enumerate()
+                .fold(0u64, |w, (i, b)| w | (u64::from(*b) << (8 * i)));
+            self.add(word);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<FxHasher>>;
+
+/// How one oneof variant of a union maps to JSON (for writing JSON).
 #[derive(Debug, Clone)]
 enum Variant {
     /// Selected by this `type` value; the variant message holds the other keys.
@@ -44,23 +101,108 @@ enum Variant {
     Scalar,
 }
 
+/// The JSON shapes a message-typed field accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// `google.protobuf.Value`: anything.
+    Any,
+    /// `google.protobuf.ListValue`: an array.
+    Array,
+    /// Every other message: an object.
+    Object,
+}
+
+/// A field's value type, resolved for encoding.
+#[derive(Debug, Clone)]
+enum Ty {
+    Double,
+    Float,
+    Int32,
+    Int64,
+    Uint32,
+    Uint64,
+    Sint32,
+    Sint64,
+    Fixed32,
+    Fixed64,
+    Sfixed32,
+    Sfixed64,
+    Bool,
+    String,
+    Bytes,
+    /// Value names -> numbers.
+    Enum(Arc<FastMap<i32>>),
+    /// The plan index of the message type.
+    Message(usize, Fit),
+}
+
+/// Singular, repeated, or a map with string keys (value type given).
+#[derive(Debug, Clone)]
+enum Shape {
+    Single,
+    List,
+    Map(Ty),
+    /// A map whose keys are not strings: JSON object keys never fit it.
+    Unsupported,
+}
+
+/// A JSON-keyed field, resolved for encoding.
+#[derive(Debug, Clone)]
+struct Field {
+    number: u32,
+    shape: Shape,
+    ty: Ty,
+}
+
+/// A typed union variant, resolved for encoding.
+#[derive(Debug, Clone, Copy)]
+struct VariantField {
+    number: u32,
+    plan: usize,
+}
+
+/// A union's catch-all, resolved for encoding.
+#[derive(Debug, Clone, Copy)]
+enum CatchAll {
+    /// `RawJson { type, json }`: the field numbers of the variant and of its two fields.
+    Raw {
+        number: u32,
+        ty: Option<u32>,
+        json: Option<u32>,
+    },
+    /// `google.protobuf.Struct`.
+    Struct { number: u32 },
+}
+
+/// The well-known types that hold free-form JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wkt {
+    Value,
+    Struct,
+    ListValue,
+}
+
 /// What the converter needs to know about one message type, computed once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Plan {
-    /// JSON key -> fields, for fields read from and written to JSON (not union variants). A key
-    /// can have several fields of different types (`input` is `input_text` or `input_items`);
-    /// reading picks the first that fits.
-    by_key: HashMap<String, Vec<FieldDescriptor>>,
-    /// (JSON key, field) in field order, for writing.
-    keyed: Vec<(String, FieldDescriptor)>,
-    /// The `extra_json` field, if the message has one.
-    extra: Option<FieldDescriptor>,
-    /// For unions: `type` value -> variant field.
-    variants: HashMap<String, FieldDescriptor>,
-    /// For unions: variant field number -> how it maps.
-    variant_kind: HashMap<u32, Variant>,
+    desc: MessageDescriptor,
+    wkt: Option<Wkt>,
+    /// JSON key -> fields, for fields read from JSON (not union variants). A key can have
+    /// several fields of different types (`input` is `input_text` or `input_items`); reading
+    /// picks the first that fits.
+    by_key: FastMap<Vec<Field>>,
+    /// The `extra_json` field number, if the message has one.
+    extra_number: Option<u32>,
+    /// For unions: `type` value -> variant.
+    variants: FastMap<VariantField>,
     /// For unions: the catch-all variant.
-    catch_all: Option<FieldDescriptor>,
+    catch_all: Option<CatchAll>,
+    /// (JSON key, field) in field order, for writing JSON.
+    keyed: Vec<(String, FieldDescriptor)>,
+    /// The `extra_json` field, for writing JSON.
+    extra: Option<FieldDescriptor>,
+    /// For unions: variant field number -> how it maps, for writing JSON.
+    variant_kind: HashMap<u32, Variant>,
 }
 
 impl Plan {
@@ -69,15 +211,58 @@ impl Plan {
     }
 
     /// The field that `key` names and that can hold `value` exactly, if any.
-    fn field_for(&self, key: &str, value: &Json) -> Option<&FieldDescriptor> {
-        self.by_key.get(key)?.iter().find(|f| fits_field(value, f))
+    fn field_for<N: Node>(&self, key: &str, value: &N) -> Option<&Field> {
+        self.by_key.get(key)?.iter().find(|f| f.fits(value))
+    }
+}
+
+impl Field {
+    /// Whether `value` can be held exactly by this field (lists and maps must be non-empty, so
+    /// that an empty `[]` / `{}` survives in `extra_json` instead of vanishing).
+    fn fits<N: Node>(&self, value: &N) -> bool {
+        match &self.shape {
+            Shape::Single => self.ty.fits(value),
+            Shape::List => value
+                .as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(|v| self.ty.fits(v))),
+            Shape::Map(value_ty) => value.members().is_some_and(|mut members| {
+                let mut any = false;
+                members.all(|(_, v)| {
+                    any = true;
+                    value_ty.fits(v)
+                }) && any
+            }),
+            Shape::Unsupported => false,
+        }
+    }
+}
+
+impl Ty {
+    fn fits<N: Node>(&self, value: &N) -> bool {
+        match self {
+            Ty::Double | Ty::Float => value.as_number().is_some(),
+            Ty::Int32 | Ty::Sint32 | Ty::Sfixed32 => {
+                value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+            }
+            Ty::Int64 | Ty::Sint64 | Ty::Sfixed64 => value.as_i64().is_some(),
+            Ty::Uint32 | Ty::Fixed32 => value.as_u64().is_some_and(|n| u32::try_from(n).is_ok()),
+            Ty::Uint64 | Ty::Fixed64 => value.as_u64().is_some(),
+            Ty::Bool => value.as_bool().is_some(),
+            Ty::String => value.as_str().is_some(),
+            Ty::Bytes => false,
+            Ty::Enum(names) => value.as_str().is_some_and(|s| names.contains_key(s)),
+            Ty::Message(_, Fit::Any) => true,
+            Ty::Message(_, Fit::Array) => value.as_array().is_some(),
+            Ty::Message(_, Fit::Object) => value.is_object(),
+        }
     }
 }
 
 /// The converter for every message in one descriptor pool.
 #[derive(Debug)]
 pub struct Schema {
-    plans: HashMap<String, Plan>,
+    plans: Vec<Plan>,
+    by_name: HashMap<String, usize>,
 }
 
 impl Schema {
@@ -110,9 +295,85 @@ impl Schema {
             }
         };
 
-        let mut plans = HashMap::new();
-        for message in pool.all_messages() {
-            let mut plan = Plan::default();
+        let messages: Vec<MessageDescriptor> = pool.all_messages().collect();
+        let by_name: HashMap<String, usize> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.full_name().to_owned(), i))
+            .collect();
+        let mut enums: HashMap<String, Arc<FastMap<i32>>> = HashMap::new();
+        let mut ty_of = |kind: &Kind| -> Ty {
+            match kind {
+                Kind::Double => Ty::Double,
+                Kind::Float => Ty::Float,
+                Kind::Int32 => Ty::Int32,
+                Kind::Int64 => Ty::Int64,
+                Kind::Uint32 => Ty::Uint32,
+                Kind::Uint64 => Ty::Uint64,
+                Kind::Sint32 => Ty::Sint32,
+                Kind::Sint64 => Ty::Sint64,
+                Kind::Fixed32 => Ty::Fixed32,
+                Kind::Fixed64 => Ty::Fixed64,
+                Kind::Sfixed32 => Ty::Sfixed32,
+                Kind::Sfixed64 => Ty::Sfixed64,
+                Kind::Bool => Ty::Bool,
+                Kind::String => Ty::String,
+                Kind::Bytes => Ty::Bytes,
+                Kind::Enum(e) => Ty::Enum(
+                    enums
+                        .entry(e.full_name().to_owned())
+                        .or_insert_with(|| {
+                            Arc::new(e.values().map(|v| (v.name().into(), v.number())).collect())
+                        })
+                        .clone(),
+                ),
+                Kind::Message(m) => Ty::Message(
+                    by_name[m.full_name()],
+                    match m.full_name() {
+                        VALUE => Fit::Any,
+                        LIST_VALUE => Fit::Array,
+                        _ => Fit::Object,
+                    },
+                ),
+            }
+        };
+        let mut field_of = |field: &FieldDescriptor| -> Field {
+            let shape = match field.kind() {
+                Kind::Message(entry) if field.is_map() => {
+                    if entry.map_entry_key_field().kind() == Kind::String {
+                        Shape::Map(ty_of(&entry.map_entry_value_field().kind()))
+                    } else {
+                        Shape::Unsupported
+                    }
+                }
+                _ if field.is_list() => Shape::List,
+                _ => Shape::Single,
+            };
+            Field {
+                number: field.number(),
+                shape,
+                ty: ty_of(&field.kind()),
+            }
+        };
+
+        let mut plans = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let mut plan = Plan {
+                desc: message.clone(),
+                wkt: match message.full_name() {
+                    VALUE => Some(Wkt::Value),
+                    STRUCT => Some(Wkt::Struct),
+                    LIST_VALUE => Some(Wkt::ListValue),
+                    _ => None,
+                },
+                by_key: FastMap::default(),
+                extra_number: None,
+                variants: FastMap::default(),
+                catch_all: None,
+                keyed: Vec::new(),
+                extra: None,
+                variant_kind: HashMap::new(),
+            };
             for oneof in message.oneofs().filter(|o| !o.is_synthetic()) {
                 let typed = oneof
                     .fields()
@@ -122,19 +383,39 @@ impl Schema {
                 }
                 for field in oneof.fields() {
                     let variant = if let Some(t) = string_option(&field, &json_type) {
-                        plan.variants.insert(t.clone(), field.clone());
+                        if let Kind::Message(m) = field.kind() {
+                            let plan_index = by_name[m.full_name()];
+                            plan.variants.insert(
+                                t.as_str().into(),
+                                VariantField {
+                                    number: field.number(),
+                                    plan: plan_index,
+                                },
+                            );
+                        }
                         Variant::Typed(t)
                     } else {
                         match field.kind() {
-                            Kind::Message(m) if m.full_name() == RAW_JSON => Variant::Raw,
-                            Kind::Message(m) if m.full_name() == STRUCT => Variant::Struct,
+                            Kind::Message(m) if m.full_name() == RAW_JSON => {
+                                let number =
+                                    |name: &str| m.get_field_by_name(name).map(|f| f.number());
+                                plan.catch_all = Some(CatchAll::Raw {
+                                    number: field.number(),
+                                    ty: number("type"),
+                                    json: number("json"),
+                                });
+                                Variant::Raw
+                            }
+                            Kind::Message(m) if m.full_name() == STRUCT => {
+                                plan.catch_all = Some(CatchAll::Struct {
+                                    number: field.number(),
+                                });
+                                Variant::Struct
+                            }
                             Kind::Message(_) => continue,
                             _ => Variant::Scalar,
                         }
                     };
-                    if matches!(variant, Variant::Raw | Variant::Struct) {
-                        plan.catch_all = Some(field.clone());
-                    }
                     plan.variant_kind.insert(field.number(), variant);
                 }
             }
@@ -145,20 +426,29 @@ impl Schema {
                     continue;
                 }
                 if field.name() == EXTRA_JSON && field.kind() == Kind::String {
+                    plan.extra_number = Some(field.number());
                     plan.extra = Some(field);
                     continue;
                 }
                 let key = string_option(&field, &json_key).unwrap_or_else(|| field.name().into());
                 plan.keyed.push((key.clone(), field.clone()));
-                plan.by_key.entry(key).or_default().push(field);
+                plan.by_key
+                    .entry(key.into())
+                    .or_default()
+                    .push(field_of(&field));
             }
-            plans.insert(message.full_name().to_owned(), plan);
+            plans.push(plan);
         }
-        Self { plans }
+        Self { plans, by_name }
     }
 
     fn plan(&self, desc: &MessageDescriptor) -> &Plan {
-        self.plans
+        &self.plans[self.index(desc)]
+    }
+
+    fn index(&self, desc: &MessageDescriptor) -> usize {
+        *self
+            .by_name
             .get(desc.full_name())
             .expect("every message of the pool has a plan")
     }
@@ -169,181 +459,397 @@ impl Schema {
         let mut names: Vec<String> = self
             .plans
             .iter()
-            .filter(|(_, p)| p.is_union() && p.catch_all.is_none())
-            .map(|(n, _)| n.clone())
+            .filter(|p| p.is_union() && p.catch_all.is_none())
+            .map(|p| p.desc.full_name().to_owned())
             .collect();
         names.sort();
         names
     }
 
-    /// Converts a JSON object into a message of type `desc`. Never fails: what does not fit is
-    /// kept in `extra_json` (or the union's catch-all).
+    /// The oneof variant of union `desc` that the JSON `type` value `type_name` selects.
+    pub fn variant(&self, desc: &MessageDescriptor, type_name: &str) -> Option<FieldDescriptor> {
+        let number = self.plan(desc).variants.get(type_name)?.number;
+        desc.get_field(number)
+    }
+
+    /// Appends the protobuf encoding of the JSON object `object` as a message of type `desc`.
+    /// Never fails: what does not fit is kept in `extra_json` (or the union's catch-all). A
+    /// `object` that is not an object encodes as an empty message.
+    pub fn encode_object<N: Node>(&self, desc: &MessageDescriptor, object: &N, out: &mut Vec<u8>) {
+        let plan = self.index(desc);
+        if object.is_object() {
+            self.message(plan, Obj::whole(object), out);
+        }
+    }
+
+    /// The JSON object `object` as the generated message type `M` of `desc`.
+    pub fn decode_json<M: Message + Default, N: Node>(
+        &self,
+        desc: &MessageDescriptor,
+        object: &N,
+    ) -> Result<M, prost::DecodeError> {
+        let mut buf = Vec::with_capacity(512);
+        self.encode_object(desc, object, &mut buf);
+        M::decode(buf.as_slice())
+    }
+
+    /// The JSON object `object` as a dynamic message of type `desc`.
     pub fn from_json(&self, desc: &MessageDescriptor, object: Map<String, Json>) -> DynamicMessage {
-        match desc.full_name() {
-            STRUCT => return struct_message(desc, object),
-            VALUE => return value_message(desc, Json::Object(object)),
+        let mut buf = Vec::with_capacity(256);
+        self.encode_object(desc, &Json::Object(object), &mut buf);
+        // Only nesting deeper than prost's recursion limit fails to decode.
+        DynamicMessage::decode(desc.clone(), buf.as_slice())
+            .unwrap_or_else(|_| DynamicMessage::new(desc.clone()))
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // JSON -> protobuf wire bytes.
+
+    fn message<N: Node>(&self, plan: usize, object: Obj<'_, N>, out: &mut Vec<u8>) {
+        let plan = &self.plans[plan];
+        match plan.wkt {
+            Some(Wkt::Struct) => return struct_wire(object, out),
+            Some(Wkt::Value) => {
+                return nested(out, 5, |out| struct_wire(object, out));
+            }
             _ => {}
         }
-        let plan = self.plan(desc);
         if plan.is_union() {
-            self.union_from_json(plan, desc, object)
+            self.union(plan, object, out);
         } else {
-            self.plain_from_json(plan, desc, object)
+            self.plain(plan, object, out);
         }
     }
 
-    fn plain_from_json(
-        &self,
-        plan: &Plan,
-        desc: &MessageDescriptor,
-        object: Map<String, Json>,
-    ) -> DynamicMessage {
-        let mut message = DynamicMessage::new(desc.clone());
-        let mut extra = Map::new();
-        for (key, value) in object {
-            match plan.field_for(&key, &value) {
-                Some(field) => {
-                    let converted = self.field_value(value, field);
-                    message.set_field(field, converted);
+    fn plain<N: Node>(&self, plan: &Plan, object: Obj<'_, N>, out: &mut Vec<u8>) {
+        let mut extra: Vec<u8> = Vec::new();
+        for (key, value) in object.members() {
+            match plan.field_for(key, value) {
+                Some(field) => self.field(field, value, out),
+                None if plan.extra_number.is_some() => {
+                    if extra.is_empty() {
+                        extra.reserve(64);
+                        extra.push(b'{');
+                    } else {
+                        extra.push(b',');
+                    }
+                    write_json(&mut extra, key);
+                    extra.push(b':');
+                    write_json(&mut extra, value);
                 }
-                None => {
-                    extra.insert(key, value);
-                }
+                None => {}
             }
         }
-        if !extra.is_empty()
-            && let Some(field) = &plan.extra
+        if let Some(number) = plan.extra_number
+            && !extra.is_empty()
         {
-            message.set_field(field, PValue::String(Json::Object(extra).to_string()));
+            extra.push(b'}');
+            put_bytes(out, number, &extra);
         }
-        message
     }
 
-    fn union_from_json(
-        &self,
-        plan: &Plan,
-        desc: &MessageDescriptor,
-        mut object: Map<String, Json>,
-    ) -> DynamicMessage {
-        let mut message = DynamicMessage::new(desc.clone());
-        let type_name = object.get("type").and_then(Json::as_str).map(str::to_owned);
-        let variant = type_name.as_deref().and_then(|t| plan.variants.get(t));
-        let Some(variant) = variant else {
+    fn union<N: Node>(&self, plan: &Plan, object: Obj<'_, N>, out: &mut Vec<u8>) {
+        let type_name = object.get("type").and_then(N::as_str);
+        let Some(variant) = type_name.and_then(|t| plan.variants.get(t)) else {
             // Unknown or missing type: the catch-all keeps the complete object verbatim, and the
             // union's own fields (e.g. sequence_number) are filled too, for convenience.
-            if let Some(catch_all) = &plan.catch_all {
-                let raw = self.catch_all_value(catch_all, type_name, &object);
-                message.set_field(catch_all, raw);
+            match plan.catch_all {
+                Some(CatchAll::Raw { number, ty, json }) => nested(out, number, |out| {
+                    if let (Some(ty), Some(t)) = (ty, type_name) {
+                        put_bytes(out, ty, t.as_bytes());
+                    }
+                    if let Some(json) = json {
+                        nested(out, json, |out| write_json(out, &object));
+                    }
+                }),
+                Some(CatchAll::Struct { number }) => {
+                    nested(out, number, |out| struct_wire(object, out));
+                }
+                None => {}
             }
-            for (key, value) in &object {
+            for (key, value) in object.members() {
                 if let Some(field) = plan.field_for(key, value) {
-                    let converted = self.field_value(value.clone(), field);
-                    message.set_field(field, converted);
+                    self.field(field, value, out);
                 }
             }
-            return message;
+            return;
         };
-        object.remove("type");
-        let mut inner = Map::new();
-        for (key, value) in object {
-            match plan.field_for(&key, &value) {
-                Some(field) => {
-                    let converted = self.field_value(value, field);
-                    message.set_field(field, converted);
-                }
-                None => {
-                    inner.insert(key, value);
+        let mut taken = 0u64;
+        for (i, (key, value)) in object.members().enumerate() {
+            if key != "type"
+                && let Some(field) = plan.field_for(key, value)
+            {
+                self.field(field, value, out);
+                if i < 64 {
+                    taken |= 1 << i;
                 }
             }
         }
-        let Kind::Message(variant_desc) = variant.kind() else {
-            unreachable!("typed union variants are messages");
+        // `object` is whole here: a variant's own part has no `type`, so it never gets here.
+        let inner = Obj {
+            node: object.node,
+            outside: Some(plan),
+            taken,
         };
-        let inner = self.from_json(&variant_desc, inner);
-        message.set_field(variant, PValue::Message(inner));
-        message
+        nested(out, variant.number, |out| {
+            self.message(variant.plan, inner, out);
+        });
     }
 
-    fn catch_all_value(
-        &self,
-        field: &FieldDescriptor,
-        type_name: Option<String>,
-        object: &Map<String, Json>,
-    ) -> PValue {
-        let Kind::Message(desc) = field.kind() else {
-            unreachable!("catch-alls are messages");
-        };
-        if desc.full_name() == STRUCT {
-            return PValue::Message(struct_message(&desc, object.clone()));
+    /// A value already known to fit `field`.
+    fn field<N: Node>(&self, field: &Field, value: &N, out: &mut Vec<u8>) {
+        match &field.shape {
+            Shape::Single => self.single(field.number, &field.ty, value, out),
+            Shape::List => {
+                let items = value.as_array().unwrap_or_default();
+                if field.ty.packable() {
+                    nested(out, field.number, |out| {
+                        for item in items {
+                            scalar(&field.ty, item, out);
+                        }
+                    });
+                } else {
+                    for item in items {
+                        self.single(field.number, &field.ty, item, out);
+                    }
+                }
+            }
+            Shape::Map(value_ty) => {
+                for (key, value) in value.members().into_iter().flatten() {
+                    nested(out, field.number, |out| {
+                        put_bytes(out, 1, key.as_bytes());
+                        self.single(2, value_ty, value, out);
+                    });
+                }
+            }
+            Shape::Unsupported => {}
         }
-        let mut raw = DynamicMessage::new(desc);
-        raw.set_field_by_name("type", PValue::String(type_name.unwrap_or_default()));
-        raw.set_field_by_name(
-            "json",
-            PValue::String(Json::Object(object.clone()).to_string()),
-        );
-        PValue::Message(raw)
     }
 
-    /// Converts a value already known to fit `field` (see [`fits_field`]).
-    fn field_value(&self, value: Json, field: &FieldDescriptor) -> PValue {
-        if field.is_map() {
-            let Kind::Message(entry) = field.kind() else {
-                unreachable!("map fields are messages");
-            };
-            let value_field = entry.map_entry_value_field();
-            let Json::Object(object) = value else {
-                unreachable!("checked by fits_field");
-            };
-            let map = object
-                .into_iter()
-                .map(|(k, v)| (MapKey::String(k), self.single_value(v, &value_field.kind())))
-                .collect();
-            return PValue::Map(map);
-        }
-        if field.is_list() {
-            let Json::Array(items) = value else {
-                unreachable!("checked by fits_field");
-            };
-            let kind = field.kind();
-            return PValue::List(
-                items
-                    .into_iter()
-                    .map(|v| self.single_value(v, &kind))
-                    .collect(),
-            );
-        }
-        self.single_value(value, &field.kind())
-    }
-
-    fn single_value(&self, value: Json, kind: &Kind) -> PValue {
-        match (kind, value) {
-            (Kind::Double, v) => PValue::F64(v.as_f64().unwrap_or_default()),
-            (Kind::Float, v) => PValue::F32(v.as_f64().unwrap_or_default() as f32),
-            (Kind::Int32 | Kind::Sint32 | Kind::Sfixed32, v) => {
-                PValue::I32(v.as_i64().unwrap_or_default() as i32)
-            }
-            (Kind::Int64 | Kind::Sint64 | Kind::Sfixed64, v) => {
-                PValue::I64(v.as_i64().unwrap_or_default())
-            }
-            (Kind::Uint32 | Kind::Fixed32, v) => PValue::U32(v.as_u64().unwrap_or_default() as u32),
-            (Kind::Uint64 | Kind::Fixed64, v) => PValue::U64(v.as_u64().unwrap_or_default()),
-            (Kind::Bool, v) => PValue::Bool(v.as_bool().unwrap_or_default()),
-            (Kind::String, Json::String(s)) => PValue::String(s),
-            (Kind::Enum(e), Json::String(s)) => {
-                PValue::EnumNumber(e.get_value_by_name(&s).map_or(0, |v| v.number()))
-            }
-            (Kind::Enum(_), v) => PValue::EnumNumber(v.as_i64().unwrap_or_default() as i32),
-            (Kind::Message(m), v) => PValue::Message(match (m.full_name(), v) {
-                (VALUE, v) => value_message(m, v),
-                (LIST_VALUE, Json::Array(items)) => list_message(m, items),
-                (_, Json::Object(object)) => self.from_json(m, object),
-                _ => unreachable!("checked by fits_field"),
+    fn single<N: Node>(&self, number: u32, ty: &Ty, value: &N, out: &mut Vec<u8>) {
+        match ty {
+            Ty::String => put_bytes(out, number, value.as_str().unwrap_or_default().as_bytes()),
+            Ty::Bytes => {}
+            Ty::Message(plan, _) => nested(out, number, |out| match self.plans[*plan].wkt {
+                Some(Wkt::Value) => value_wire(value, out),
+                Some(Wkt::ListValue) => list_wire(value.as_array().unwrap_or_default(), out),
+                _ => self.message(*plan, Obj::whole(value), out),
             }),
-            _ => unreachable!("checked by fits_field"),
+            _ => {
+                put_key(out, number, ty.wire_type());
+                scalar(ty, value, out);
+            }
+        }
+    }
+}
+
+impl Ty {
+    /// Whether a repeated field of this type is packed (proto3 packs every numeric scalar).
+    fn packable(&self) -> bool {
+        !matches!(self, Ty::String | Ty::Bytes | Ty::Message(..))
+    }
+
+    fn wire_type(&self) -> u8 {
+        match self {
+            Ty::Double | Ty::Fixed64 | Ty::Sfixed64 => WIRE_I64,
+            Ty::Float | Ty::Fixed32 | Ty::Sfixed32 => WIRE_I32,
+            Ty::String | Ty::Bytes | Ty::Message(..) => WIRE_LEN,
+            _ => WIRE_VARINT,
+        }
+    }
+}
+
+/// A scalar's value bytes (no key), for a value already known to fit.
+fn scalar<N: Node>(ty: &Ty, value: &N, out: &mut Vec<u8>) {
+    let int = || value.as_i64().unwrap_or_default();
+    let uint = || value.as_u64().unwrap_or_default();
+    match ty {
+        Ty::Double => out.extend_from_slice(&value.as_f64().unwrap_or_default().to_le_bytes()),
+        Ty::Float => {
+            out.extend_from_slice(&(value.as_f64().unwrap_or_default() as f32).to_le_bytes());
+        }
+        // int32 is sign-extended to 64 bits on the wire.
+        Ty::Int32 => put_varint(out, i64::from(int() as i32) as u64),
+        Ty::Int64 => put_varint(out, int() as u64),
+        Ty::Uint32 => put_varint(out, u64::from(uint() as u32)),
+        Ty::Uint64 => put_varint(out, uint()),
+        Ty::Sint32 => {
+            let n = int() as i32;
+            put_varint(out, u64::from(((n << 1) ^ (n >> 31)) as u32));
+        }
+        Ty::Sint64 => {
+            let n = int();
+            put_varint(out, ((n << 1) ^ (n >> 63)) as u64);
+        }
+        Ty::Fixed32 => out.extend_from_slice(&(uint() as u32).to_le_bytes()),
+        Ty::Sfixed32 => out.extend_from_slice(&(int() as i32).to_le_bytes()),
+        Ty::Fixed64 => out.extend_from_slice(&uint().to_le_bytes()),
+        Ty::Sfixed64 => out.extend_from_slice(&int().to_le_bytes()),
+        Ty::Bool => out.push(u8::from(value.as_bool().unwrap_or_default())),
+        Ty::Enum(names) => {
+            let number = value.as_str().and_then(|s| names.get(s)).copied();
+            put_varint(out, i64::from(number.unwrap_or_default()) as u64);
+        }
+        Ty::String | Ty::Bytes | Ty::Message(..) => {}
+    }
+}
+
+/// An object, or the part of one that a union's variant message holds: without `type` and
+/// without the members the union's own fields took.
+struct Obj<'a, N> {
+    node: &'a N,
+    /// The union whose own fields (and `type`) are left out.
+    outside: Option<&'a Plan>,
+    /// Bit i set: member i went to a field of `outside` (members beyond 64 are looked up again).
+    taken: u64,
+}
+
+// Not derived: a derive would require `N: Clone`, and only references are copied.
+impl<N> Clone for Obj<'_, N> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<N> Copy for Obj<'_, N> {}
+
+impl<'a, N: Node> Obj<'a, N> {
+    fn whole(node: &'a N) -> Self {
+        Self {
+            node,
+            outside: None,
+            taken: 0,
         }
     }
 
+    fn keeps(&self, index: usize, key: &str, value: &N) -> bool {
+        match self.outside {
+            None => true,
+            Some(_) if key == "type" => false,
+            Some(_) if index < 64 => self.taken & (1 << index) == 0,
+            Some(union) => union.field_for(key, value).is_none(),
+        }
+    }
+
+    fn members(self) -> impl Iterator<Item = (&'a str, &'a N)> + Clone {
+        self.node
+            .members()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(move |(i, (k, v))| self.keeps(*i, k, v))
+            .map(|(_, member)| member)
+    }
+
+    fn get(self, key: &str) -> Option<&'a N> {
+        if self.outside.is_none() {
+            return self.node.get(key);
+        }
+        self.members().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+/// Serializes as the JSON object of its members.
+impl<N: Node> Serialize for Obj<'_, N> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.members() {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+const WIRE_VARINT: u8 = 0;
+const WIRE_I64: u8 = 1;
+const WIRE_LEN: u8 = 2;
+const WIRE_I32: u8 = 5;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_key(out: &mut Vec<u8>, number: u32, wire_type: u8) {
+    put_varint(out, (u64::from(number) << 3) | u64::from(wire_type));
+}
+
+fn put_bytes(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    put_key(out, number, WIRE_LEN);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A length-delimited field whose content `write` appends. One byte is reserved for the length;
+/// a longer length moves the content up.
+fn nested(out: &mut Vec<u8>, number: u32, write: impl FnOnce(&mut Vec<u8>)) {
+    put_key(out, number, WIRE_LEN);
+    let at = out.len();
+    out.push(0);
+    write(out);
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+        return;
+    }
+    let mut prefix = Vec::with_capacity(10);
+    put_varint(&mut prefix, len as u64);
+    let grow = prefix.len() - 1;
+    out.resize(out.len() + grow, 0);
+    out.copy_within(at + 1..at + 1 + len, at + 1 + grow);
+    out[at..at + prefix.len()].copy_from_slice(&prefix);
+}
+
+/// Compact JSON text, exactly as serde_json writes a `Value`.
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing JSON into a Vec cannot fail (all map keys are strings).
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// JSON -> `google.protobuf.Value` fields.
+fn value_wire<N: Node>(value: &N, out: &mut Vec<u8>) {
+    if let Some(s) = value.as_str() {
+        put_bytes(out, 3, s.as_bytes());
+    } else if let Some(n) = value.as_f64() {
+        put_key(out, 2, WIRE_I64);
+        out.extend_from_slice(&n.to_le_bytes());
+    } else if let Some(b) = value.as_bool() {
+        put_key(out, 4, WIRE_VARINT);
+        out.push(u8::from(b));
+    } else if let Some(items) = value.as_array() {
+        nested(out, 6, |out| list_wire(items, out));
+    } else if value.is_object() {
+        nested(out, 5, |out| struct_wire(Obj::whole(value), out));
+    } else {
+        put_key(out, 1, WIRE_VARINT);
+        out.push(0);
+    }
+}
+
+/// JSON object -> `google.protobuf.Struct` fields.
+fn struct_wire<N: Node>(object: Obj<'_, N>, out: &mut Vec<u8>) {
+    for (key, value) in object.members() {
+        nested(out, 1, |out| {
+            put_bytes(out, 1, key.as_bytes());
+            nested(out, 2, |out| value_wire(value, out));
+        });
+    }
+}
+
+/// JSON array -> `google.protobuf.ListValue` fields.
+fn list_wire<N: Node>(items: &[N], out: &mut Vec<u8>) {
+    for item in items {
+        nested(out, 1, |out| value_wire(item, out));
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Protobuf -> JSON.
+
+impl Schema {
     /// Converts a message back into the JSON OpenAI sent (or would accept).
     pub fn to_json(&self, message: &DynamicMessage) -> Json {
         let desc = message.descriptor();
@@ -467,108 +973,6 @@ fn scalar_json(value: &PValue) -> Json {
 
 fn float_json(n: f64) -> Json {
     Number::from_f64(n).map_or(Json::Null, Json::Number)
-}
-
-/// Whether `value` can be held exactly by `field` (lists and maps must be non-empty, so that an
-/// empty `[]` / `{}` survives in `extra_json` instead of vanishing).
-fn fits_field(value: &Json, field: &FieldDescriptor) -> bool {
-    if field.is_map() {
-        let Kind::Message(entry) = field.kind() else {
-            return false;
-        };
-        let value_kind = entry.map_entry_value_field().kind();
-        return matches!(value, Json::Object(o) if !o.is_empty() && o.values().all(|v| fits_kind(v, &value_kind)));
-    }
-    if field.is_list() {
-        let kind = field.kind();
-        return matches!(value, Json::Array(a) if !a.is_empty() && a.iter().all(|v| fits_kind(v, &kind)));
-    }
-    fits_kind(value, &field.kind())
-}
-
-fn fits_kind(value: &Json, kind: &Kind) -> bool {
-    match kind {
-        Kind::Double | Kind::Float => value.is_number(),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
-        }
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => value.as_i64().is_some(),
-        Kind::Uint32 | Kind::Fixed32 => value.as_u64().is_some_and(|n| u32::try_from(n).is_ok()),
-        Kind::Uint64 | Kind::Fixed64 => value.as_u64().is_some(),
-        Kind::Bool => value.is_boolean(),
-        Kind::String => value.is_string(),
-        Kind::Bytes => false,
-        Kind::Enum(e) => match value {
-            Json::String(s) => e.get_value_by_name(s).is_some(),
-            _ => false,
-        },
-        Kind::Message(m) => match m.full_name() {
-            VALUE => true,
-            STRUCT => value.is_object(),
-            LIST_VALUE => value.is_array(),
-            _ => value.is_object(),
-        },
-    }
-}
-
-/// JSON -> `google.protobuf.Value`.
-fn value_message(desc: &MessageDescriptor, value: Json) -> DynamicMessage {
-    let mut message = DynamicMessage::new(desc.clone());
-    let pool = desc.parent_pool();
-    match value {
-        Json::Null => message.set_field_by_name("null_value", PValue::EnumNumber(0)),
-        Json::Bool(b) => message.set_field_by_name("bool_value", PValue::Bool(b)),
-        Json::Number(n) => {
-            message.set_field_by_name("number_value", PValue::F64(n.as_f64().unwrap_or_default()))
-        }
-        Json::String(s) => message.set_field_by_name("string_value", PValue::String(s)),
-        Json::Array(items) => {
-            let list = pool
-                .get_message_by_name(LIST_VALUE)
-                .expect("well-known type");
-            message.set_field_by_name("list_value", PValue::Message(list_message(&list, items)));
-        }
-        Json::Object(object) => {
-            let s = pool.get_message_by_name(STRUCT).expect("well-known type");
-            message.set_field_by_name("struct_value", PValue::Message(struct_message(&s, object)));
-        }
-    }
-    message
-}
-
-/// JSON object -> `google.protobuf.Struct`.
-fn struct_message(desc: &MessageDescriptor, object: Map<String, Json>) -> DynamicMessage {
-    let value_desc = desc
-        .parent_pool()
-        .get_message_by_name(VALUE)
-        .expect("well-known type");
-    let mut message = DynamicMessage::new(desc.clone());
-    let fields = object
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                MapKey::String(k),
-                PValue::Message(value_message(&value_desc, v)),
-            )
-        })
-        .collect();
-    message.set_field_by_name("fields", PValue::Map(fields));
-    message
-}
-
-/// JSON array -> `google.protobuf.ListValue`.
-fn list_message(desc: &MessageDescriptor, items: Vec<Json>) -> DynamicMessage {
-    let value_desc = desc
-        .parent_pool()
-        .get_message_by_name(VALUE)
-        .expect("well-known type");
-    let mut message = DynamicMessage::new(desc.clone());
-    let values = items
-        .into_iter()
-        .map(|v| PValue::Message(value_message(&value_desc, v)))
-        .collect();
-    message.set_field_by_name("values", PValue::List(values));
-    message
 }
 
 /// `google.protobuf.Value` -> JSON. Numbers that are whole and exactly representable come back

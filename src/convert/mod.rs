@@ -1,8 +1,10 @@
 //! JSON <-> proto: the only code that knows both OpenAI's JSON vocabulary and the proto one.
 //!
-//! [`json`] is the generic, descriptor-driven converter; [`responses`] applies it to the
-//! Responses API (request body out, stream events and Response objects in).
+//! [`json`] is the generic, descriptor-driven converter; [`doc`] is the borrowed JSON tree it
+//! reads on the hot path; [`responses`] applies it to the Responses API (request body out,
+//! stream events and Response objects in).
 
+pub mod doc;
 pub mod json;
 pub mod responses;
 
