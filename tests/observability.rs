@@ -128,13 +128,7 @@ async fn metrics_show_a_streamed_call_under_the_right_labels() {
 #[tokio::test]
 async fn in_flight_streams_are_counted_while_open() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Default {
-        framing: fake::Framing {
-            limit: Some(1),
-            ..Default::default()
-        },
-        ending: fake::Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(1));
     let mut stream = h
         .responses()
         .create_response(text_request(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, drain, reason, text_request};
 use openai_grpc_gateway::{
-    fake::{self, Ending, Framing, Scenario},
+    fake::{self, Scenario},
     pb::{
         CreateResponseRequest, CreateResponseResponse, create_response_response::Event,
         responses_service_client::ResponsesServiceClient,
@@ -138,13 +138,7 @@ async fn retries_run_out_with_the_last_error() {
 #[tokio::test]
 async fn a_failure_after_the_first_event_is_not_retried() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(3),
-            ..Default::default()
-        },
-        ending: Ending::Drop,
-    });
+    h.fake.push(Scenario::drop_after(3));
     let (messages, end) = drain(
         h.responses()
             .create_response(text_request("hi"))
@@ -191,13 +185,7 @@ async fn a_retry_after_beyond_the_deadline_fails_at_once() {
 #[tokio::test]
 async fn a_deadline_on_a_slow_stream_is_deadline_exceeded_and_closes_the_upstream() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            delay: Some(Duration::from_millis(100)),
-            ..Default::default()
-        },
-        ending: Ending::Close,
-    });
+    h.fake.push(Scenario::slow(Duration::from_millis(100)));
     let started = Instant::now();
     let stream = h
         .responses()
@@ -226,13 +214,7 @@ async fn a_deadline_before_the_body_is_deadline_exceeded_not_cancelled() {
     let h = Harness::start().await;
     // stream=false: the gateway waits for the whole body inside the handler, where tonic's own
     // grpc-timeout handling would answer CANCELLED.
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(0),
-            ..Default::default()
-        },
-        ending: Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(0));
     let mut req = text_request("hi");
     req.stream = Some(false);
     // tonic's Channel would time out locally and report CANCELLED itself; this client sends
@@ -255,13 +237,7 @@ async fn a_deadline_before_the_body_is_deadline_exceeded_not_cancelled() {
 #[tokio::test]
 async fn a_stall_trips_the_idle_timeout() {
     let h = Harness::start_with(|c| c.timeouts.idle = Some(Duration::from_millis(300))).await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(3),
-            ..Default::default()
-        },
-        ending: Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(3));
     let (messages, end) = drain(
         h.responses()
             .create_response(text_request("hi"))
@@ -288,13 +264,7 @@ async fn a_stall_trips_the_idle_timeout() {
 async fn no_first_event_trips_the_first_event_timeout() {
     let h =
         Harness::start_with(|c| c.timeouts.first_event = Some(Duration::from_millis(300))).await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(0),
-            ..Default::default()
-        },
-        ending: Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(0));
     let (messages, end) = drain(
         h.responses()
             .create_response(text_request("hi"))
@@ -316,13 +286,7 @@ async fn no_first_event_trips_the_first_event_timeout() {
 #[tokio::test]
 async fn the_total_timeout_bounds_a_stream_that_keeps_talking() {
     let h = Harness::start_with(|c| c.timeouts.total = Some(Duration::from_millis(300))).await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            delay: Some(Duration::from_millis(50)),
-            ..Default::default()
-        },
-        ending: Ending::Close,
-    });
+    h.fake.push(Scenario::slow(Duration::from_millis(50)));
     let text = "word ".repeat(100);
     let (_, end) = drain(
         h.responses()
@@ -346,13 +310,7 @@ async fn the_total_timeout_bounds_a_stream_that_keeps_talking() {
 #[tokio::test]
 async fn heartbeats_arrive_during_a_long_silence() {
     let h = Harness::start_with(|c| c.heartbeat = Some(Duration::from_millis(100))).await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(2),
-            ..Default::default()
-        },
-        ending: Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(2));
     let mut stream = h
         .responses()
         .create_response(text_request("hi"))
@@ -383,13 +341,7 @@ async fn heartbeats_arrive_during_a_long_silence() {
 #[tokio::test]
 async fn beyond_the_in_flight_cap_calls_are_refused_at_once() {
     let h = Harness::start_with(|c| c.limits.max_in_flight = 1).await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(1),
-            ..Default::default()
-        },
-        ending: Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(1));
     let mut held = h
         .responses()
         .create_response(text_request("hi"))
@@ -426,13 +378,7 @@ async fn beyond_the_in_flight_cap_calls_are_refused_at_once() {
 #[tokio::test]
 async fn beyond_the_per_connection_cap_calls_are_refused() {
     let h = Harness::start_with(|c| c.limits.max_streams_per_connection = 1).await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(1),
-            ..Default::default()
-        },
-        ending: Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(1));
     let mut client = h.responses();
     let mut held = client
         .create_response(text_request("hi"))
@@ -477,13 +423,7 @@ async fn drain_turns_health_off_keeps_serving_then_ends_what_is_left() {
         ServingStatus::Serving
     );
 
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(2),
-            ..Default::default()
-        },
-        ending: Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(2));
     let mut live = h
         .responses()
         .create_response(text_request("hi"))
@@ -522,13 +462,7 @@ async fn drain_turns_health_off_keeps_serving_then_ends_what_is_left() {
 #[tokio::test]
 async fn a_stream_that_finishes_within_the_drain_timeout_completes() {
     let mut h = Harness::start_with(|c| c.drain.timeout = Duration::from_secs(5)).await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            delay: Some(Duration::from_millis(30)),
-            ..Default::default()
-        },
-        ending: Ending::Close,
-    });
+    h.fake.push(Scenario::slow(Duration::from_millis(30)));
     let mut stream = h
         .responses()
         .create_response(text_request("hi"))

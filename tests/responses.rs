@@ -688,13 +688,7 @@ async fn incomplete_is_a_normal_ending() {
 #[tokio::test]
 async fn connection_dropped_mid_stream_is_unavailable() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(4),
-            ..Default::default()
-        },
-        ending: Ending::Drop,
-    });
+    h.fake.push(Scenario::drop_after(4));
     let (messages, end) = call(&h, text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 4);
     let status = end.expect("never a silent close");
@@ -722,13 +716,7 @@ async fn clean_close_without_terminal_event_is_unavailable() {
 #[tokio::test]
 async fn cancel_closes_the_upstream_request_within_100ms() {
     let h = Harness::start().await;
-    h.fake.push(Scenario::Default {
-        framing: Framing {
-            limit: Some(3),
-            ..Default::default()
-        },
-        ending: Ending::Stall,
-    });
+    h.fake.push(Scenario::stall_after(3));
     let mut stream = h
         .responses()
         .create_response(text_request("hi"))

@@ -148,6 +148,39 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// The default behaviour, cut after `events` events: the connection stays open and silent.
+    pub fn stall_after(events: usize) -> Self {
+        Scenario::Default {
+            framing: Framing {
+                limit: Some(events),
+                ..Default::default()
+            },
+            ending: Ending::Stall,
+        }
+    }
+
+    /// The default behaviour, cut after `events` events by dropping the connection mid-event.
+    pub fn drop_after(events: usize) -> Self {
+        Scenario::Default {
+            framing: Framing {
+                limit: Some(events),
+                ..Default::default()
+            },
+            ending: Ending::Drop,
+        }
+    }
+
+    /// The default behaviour with a pause of `delay` between events.
+    pub fn slow(delay: std::time::Duration) -> Self {
+        Scenario::Default {
+            framing: Framing {
+                delay: Some(delay),
+                ..Default::default()
+            },
+            ending: Ending::Close,
+        }
+    }
+
     /// [`Scenario::Error`] with no extra headers.
     pub fn error(status: u16, body: Value) -> Self {
         Scenario::Error {
