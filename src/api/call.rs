@@ -353,19 +353,31 @@ pub async fn pump<S: Source>(
     mut source: S,
     mut call: Call,
 ) {
-    let mut beat_at = ctx.heartbeat.map(|h| Instant::now() + h);
+    // Built once per stream, not per event: the caller-gone and shutdown futures, and one
+    // heartbeat timer that is re-armed only when it fires (a per-event timer-wheel insert and
+    // remove was a measurable share of the gateway's CPU per event; BENCHMARKS.md).
+    let closed = tx.closed();
+    let forced = ctx.forced_shutdown();
+    let interval = ctx.heartbeat;
+    let mut last_sent = Instant::now();
+    let heartbeat = tokio::time::sleep_until(last_sent + interval.unwrap_or(NEVER));
+    tokio::pin!(closed, forced, heartbeat);
     loop {
         let waiting_since = Instant::now();
         let step = tokio::select! {
             biased;
-            () = tx.closed() => return call.finish(tonic::Code::Cancelled),
-            () = ctx.forced_shutdown() => Step::Fail(error::shutting_down()),
+            () = &mut closed => return call.finish(tonic::Code::Cancelled),
+            () = &mut forced => Step::Fail(error::shutting_down()),
             step = source.next() => step,
-            () = sleep_until(beat_at) => {
-                beat_at = ctx.heartbeat.map(|h| Instant::now() + h);
-                if send(&tx, Ok(source.keepalive()), &mut call).await.is_err() {
-                    return call.finish(tonic::Code::Cancelled);
+            () = &mut heartbeat, if interval.is_some() => {
+                let due = last_sent + interval.unwrap_or(NEVER);
+                if Instant::now() >= due {
+                    if send(&tx, Ok(source.keepalive()), &mut call).await.is_err() {
+                        return call.finish(tonic::Code::Cancelled);
+                    }
+                    last_sent = Instant::now();
                 }
+                heartbeat.as_mut().reset(last_sent + interval.unwrap_or(NEVER));
                 continue;
             }
         };
@@ -387,9 +399,10 @@ pub async fn pump<S: Source>(
             if send(&tx, Ok(m), &mut call).await.is_err() {
                 return call.finish(tonic::Code::Cancelled);
             }
+            last_sent = Instant::now();
         }
         match end {
-            None => beat_at = ctx.heartbeat.map(|h| Instant::now() + h),
+            None => {}
             Some(Ok(())) => return call.finish(tonic::Code::Ok),
             Some(Err(status)) => {
                 let code = status.code();
@@ -399,6 +412,9 @@ pub async fn pump<S: Source>(
         }
     }
 }
+
+/// "No heartbeat": far enough away never to fire.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Sends one item, counting the time blocked on a slow caller as waiting (not overhead).
 async fn send<M>(
@@ -414,13 +430,6 @@ async fn send<M>(
         call.first_event();
     }
     sent
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
