@@ -140,18 +140,7 @@ async fn no_secret_appears_in_logs_or_errors_at_trace_level() {
         &[("authorization", &bearer)],
     );
     whole.get_mut().stream = Some(false);
-    assert!(
-        drain(
-            h.responses()
-                .create_response(whole)
-                .await
-                .unwrap()
-                .into_inner()
-        )
-        .await
-        .1
-        .is_none()
-    );
+    assert!(h.call(whole).await.unwrap().1.is_none());
     // Upstream 401 (OpenAI echoes a masked key), a retried 500, a mid-stream error.
     h.fake.require_api_key("sk-some-other-key");
     statuses.push(

@@ -64,14 +64,7 @@ async fn rate_limit_with_retry_after_is_retried_after_the_wait() {
         "rate_limit_exceeded",
         &[("retry-after", "2")],
     ));
-    let (messages, end) = drain(
-        h.responses()
-            .create_response(text_request("hi"))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert!(end.is_none(), "{end:?}");
     assert_clean_stream(&messages);
     let requests = h.fake.requests();
@@ -107,14 +100,7 @@ async fn server_errors_are_retried_until_success() {
     let h = Harness::start_with(|c| c.retry.initial_backoff = Duration::from_millis(10)).await;
     h.fake.push(error(500, "server_error", "server_error", &[]));
     h.fake.push(error(500, "server_error", "server_error", &[]));
-    let (messages, end) = drain(
-        h.responses()
-            .create_response(text_request("hi"))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert!(end.is_none(), "{end:?}");
     assert_clean_stream(&messages);
     assert_eq!(h.fake.requests().len(), 3);
@@ -139,14 +125,7 @@ async fn retries_run_out_with_the_last_error() {
 async fn a_failure_after_the_first_event_is_not_retried() {
     let h = Harness::start().await;
     h.fake.push(Scenario::drop_after(3));
-    let (messages, end) = drain(
-        h.responses()
-            .create_response(text_request("hi"))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 3);
     assert_eq!(end.unwrap().code(), Code::Unavailable);
     assert_eq!(h.fake.requests().len(), 1);
@@ -238,14 +217,7 @@ async fn a_deadline_before_the_body_is_deadline_exceeded_not_cancelled() {
 async fn a_stall_trips_the_idle_timeout() {
     let h = Harness::start_with(|c| c.timeouts.idle = Some(Duration::from_millis(300))).await;
     h.fake.push(Scenario::stall_after(3));
-    let (messages, end) = drain(
-        h.responses()
-            .create_response(text_request("hi"))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 3);
     let status = end.expect("timed out");
     assert_eq!(status.code(), Code::DeadlineExceeded);
@@ -265,14 +237,7 @@ async fn no_first_event_trips_the_first_event_timeout() {
     let h =
         Harness::start_with(|c| c.timeouts.first_event = Some(Duration::from_millis(300))).await;
     h.fake.push(Scenario::stall_after(0));
-    let (messages, end) = drain(
-        h.responses()
-            .create_response(text_request("hi"))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert!(messages.is_empty());
     let status = end.expect("timed out");
     assert_eq!(status.code(), Code::DeadlineExceeded);
@@ -288,14 +253,7 @@ async fn the_total_timeout_bounds_a_stream_that_keeps_talking() {
     let h = Harness::start_with(|c| c.timeouts.total = Some(Duration::from_millis(300))).await;
     h.fake.push(Scenario::slow(Duration::from_millis(50)));
     let text = "word ".repeat(100);
-    let (_, end) = drain(
-        h.responses()
-            .create_response(text_request(&text))
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let (_, end) = h.call(text_request(&text)).await.unwrap();
     let status = end.expect("timed out");
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert!(

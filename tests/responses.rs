@@ -17,14 +17,6 @@ use serde_json::json;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-async fn call(
-    h: &Harness,
-    req: CreateResponseRequest,
-) -> Result<(Vec<CreateResponseResponse>, Option<Status>), Status> {
-    let stream = h.responses().create_response(req).await?.into_inner();
-    Ok(drain(stream).await)
-}
-
 fn deltas(messages: &[CreateResponseResponse]) -> String {
     messages
         .iter()
@@ -45,12 +37,12 @@ fn completed(messages: &[CreateResponseResponse]) -> &pb::Response {
 #[tokio::test]
 async fn streamed_deltas_join_to_the_final_output_text() {
     let h = Harness::start().await;
-    let (messages, end) = call(
-        &h,
-        text_request("Write a 1-sentence welcome message for a new user."),
-    )
-    .await
-    .expect("stream opens");
+    let (messages, end) = h
+        .call(text_request(
+            "Write a 1-sentence welcome message for a new user.",
+        ))
+        .await
+        .expect("stream opens");
     assert!(end.is_none(), "stream ended with {end:?}");
     assert!(matches!(messages[0].event, Some(Event::Created(_))));
     assert!(matches!(messages[1].event, Some(Event::InProgress(_))));
@@ -93,7 +85,7 @@ async fn stream_off_gives_exactly_one_message() {
     let h = Harness::start().await;
     let mut req = text_request("Write a 1-sentence welcome message for a new user.");
     req.stream = Some(false);
-    let (messages, end) = call(&h, req).await.expect("call succeeds");
+    let (messages, end) = h.call(req).await.expect("call succeeds");
     assert!(end.is_none());
     assert_eq!(messages.len(), 1);
     let response = completed(&messages);
@@ -112,7 +104,7 @@ async fn organization_and_project_headers_are_sent() {
         c.upstream.project = Some("proj_seed".into());
     })
     .await;
-    call(&h, text_request("hi")).await.unwrap();
+    h.call(text_request("hi")).await.unwrap();
     let sent = &h.fake.requests()[0];
     assert_eq!(sent.header("openai-organization"), Some("org-seed"));
     assert_eq!(sent.header("openai-project"), Some("proj_seed"));
@@ -137,7 +129,7 @@ async fn tool_call_stream() {
         }],
         ..text_request("Weather in Paris?")
     };
-    let (messages, end) = call(&h, req).await.unwrap();
+    let (messages, end) = h.call(req).await.unwrap();
     assert!(end.is_none());
     let args: String = messages
         .iter()
@@ -184,7 +176,7 @@ async fn reasoning_stream() {
         }),
         ..text_request("Why is the sky blue?")
     };
-    let (messages, end) = call(&h, req).await.unwrap();
+    let (messages, end) = h.call(req).await.unwrap();
     assert!(end.is_none());
     let summary: String = messages
         .iter()
@@ -217,7 +209,7 @@ async fn unknown_events_pass_through_as_raw_json() {
         framing: Framing::default(),
         ending: Ending::Close,
     });
-    let (messages, end) = call(&h, text_request("hi")).await.unwrap();
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert!(end.is_none());
     let Some(Event::Unknown(raw)) = &messages[1].event else {
         panic!("not passed through: {:?}", messages[1]);
@@ -235,7 +227,7 @@ async fn unknown_events_pass_through_as_raw_json() {
 #[tokio::test]
 async fn sse_framing_variants_give_identical_events() {
     let h = Harness::start().await;
-    let (reference, _) = call(&h, text_request("hi there")).await.unwrap();
+    let (reference, _) = h.call(text_request("hi there")).await.unwrap();
     let framings = [
         Framing {
             line_ending: LineEnding::CrLf,
@@ -274,7 +266,7 @@ async fn sse_framing_variants_give_identical_events() {
             framing: framing.clone(),
             ending: Ending::Close,
         });
-        let (messages, end) = call(&h, text_request("hi there")).await.unwrap();
+        let (messages, end) = h.call(text_request("hi there")).await.unwrap();
         assert!(end.is_none(), "{framing:?}: {end:?}");
         assert_eq!(messages.len(), reference.len(), "{framing:?}");
         for (a, b) in messages.iter().zip(&reference) {
@@ -315,7 +307,7 @@ async fn bytes_split_anywhere() {
     split_at.sort();
     split_at.dedup();
     h.fake.push(Scenario::RawSse { bytes, split_at });
-    let (messages, end) = call(&h, text_request("x")).await.unwrap();
+    let (messages, end) = h.call(text_request("x")).await.unwrap();
     assert!(end.is_none(), "{end:?}");
     assert_eq!(messages.len(), events.len());
     assert_eq!(deltas(&messages), "Héllo wörld – ünïcode ✓");
@@ -601,7 +593,7 @@ async fn undecodable_bodies_are_internal() {
         bytes: b"event: response.created\ndata: {not json\n\n".to_vec(),
         split_at: vec![],
     });
-    let (messages, end) = call(&h, text_request("hi")).await.unwrap();
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert!(messages.is_empty());
     assert_eq!(end.unwrap().code(), Code::Internal);
 }
@@ -625,7 +617,7 @@ async fn mid_stream_error_event_is_forwarded_then_the_status_ends_the_stream() {
         framing: Framing::default(),
         ending: Ending::Close,
     });
-    let (messages, end) = call(&h, text_request("hi")).await.unwrap();
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 3);
     let Some(Event::Error(e)) = &messages[2].event else {
         panic!("{:?}", messages[2])
@@ -650,7 +642,7 @@ async fn response_failed_is_forwarded_then_unavailable() {
         framing: Framing::default(),
         ending: Ending::Close,
     });
-    let (messages, end) = call(&h, text_request("hi")).await.unwrap();
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert!(matches!(
         messages.last().unwrap().event,
         Some(Event::Failed(_))
@@ -668,7 +660,7 @@ async fn incomplete_is_a_normal_ending() {
         framing: Framing::default(),
         ending: Ending::Close,
     });
-    let (messages, end) = call(&h, text_request("hi")).await.unwrap();
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert!(end.is_none(), "{end:?}");
     let Some(Event::Incomplete(i)) = &messages.last().unwrap().event else {
         panic!()
@@ -689,7 +681,7 @@ async fn incomplete_is_a_normal_ending() {
 async fn connection_dropped_mid_stream_is_unavailable() {
     let h = Harness::start().await;
     h.fake.push(Scenario::drop_after(4));
-    let (messages, end) = call(&h, text_request("hi")).await.unwrap();
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 4);
     let status = end.expect("never a silent close");
     assert_eq!(status.code(), Code::Unavailable);
@@ -706,7 +698,7 @@ async fn clean_close_without_terminal_event_is_unavailable() {
         framing: Framing::default(),
         ending: Ending::Close,
     });
-    let (messages, end) = call(&h, text_request("hi")).await.unwrap();
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
     assert_eq!(messages.len(), 3);
     assert_eq!(end.expect("not silent").code(), Code::Unavailable);
 }

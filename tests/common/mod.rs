@@ -6,7 +6,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::OnceLock, time::Duration};
 use openai_grpc_gateway::{
     config::{ApiKey, Config, Drain, UpstreamConfig},
     fake::FakeOpenAi,
-    pb::{CreateResponseRequest, responses_service_client::ResponsesServiceClient},
+    pb::{
+        CreateResponseRequest, CreateResponseResponse,
+        responses_service_client::ResponsesServiceClient,
+    },
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Request, Status, Streaming, transport::Channel};
@@ -81,6 +84,20 @@ impl Harness {
     /// A generated ResponsesService client.
     pub fn responses(&self) -> ResponsesServiceClient<Channel> {
         ResponsesServiceClient::new(self.channel())
+    }
+
+    /// One CreateResponse call read to its end: the messages and the final status (None when it
+    /// ended OK); Err when the call failed before the stream opened.
+    pub async fn call(
+        &self,
+        request: impl tonic::IntoRequest<CreateResponseRequest>,
+    ) -> Result<(Vec<CreateResponseResponse>, Option<Status>), Status> {
+        let stream = self
+            .responses()
+            .create_response(request)
+            .await?
+            .into_inner();
+        Ok(drain(stream).await)
     }
 
     /// The Prometheus text served at `/metrics`.
