@@ -11,10 +11,8 @@ use ring::digest::{SHA256, digest};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status, service::Interceptor};
 
-use crate::config::ConfigError;
-
 /// One accepted caller token, kept only as a digest. `Debug` shows the name alone.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CallerToken {
     name: String,
     digest: [u8; 32],
@@ -49,8 +47,8 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// Parses tokens from a flag or a mounted file: one per line or comma-separated, each `name=token`
 /// or a bare `token` (then named `token-1`, `token-2`...). Blank lines and `#` comments are
-/// skipped.
-pub fn parse_tokens(text: &str, origin: &str) -> Result<Vec<CallerToken>, ConfigError> {
+/// skipped. An error message names `origin` and the token's name, never the token.
+pub fn parse_tokens(text: &str, origin: &str) -> Result<Vec<CallerToken>, String> {
     let mut tokens = Vec::new();
     for entry in text
         .lines()
@@ -64,9 +62,9 @@ pub fn parse_tokens(text: &str, origin: &str) -> Result<Vec<CallerToken>, Config
             None => (format!("token-{}", tokens.len() + 1), entry),
         };
         if token.len() < 16 || token.chars().any(char::is_whitespace) {
-            return Err(ConfigError(format!(
+            return Err(format!(
                 "{origin}: caller token {name:?} must be at least 16 characters without spaces"
-            )));
+            ));
         }
         tokens.push(CallerToken::new(name, token));
     }
@@ -119,9 +117,7 @@ impl Interceptor for CallerAuth {
             .get("authorization")
             .and_then(|v| v.to_str().ok());
         let Some(header) = header else {
-            return Err(crate::error::unauthenticated(
-                "missing caller credentials: send `authorization: Bearer <token>` metadata",
-            ));
+            return Err(crate::error::caller_unauthenticated(true));
         };
         let token = header
             .strip_prefix("Bearer ")
@@ -133,9 +129,7 @@ impl Interceptor for CallerAuth {
                 request.extensions_mut().insert(caller);
                 Ok(request)
             }
-            None => Err(crate::error::unauthenticated(
-                "the caller token in `authorization` is not accepted by this gateway",
-            )),
+            None => Err(crate::error::caller_unauthenticated(false)),
         }
     }
 }

@@ -1,16 +1,17 @@
-//! The one place that chooses a gRPC status for a failure (the table in the README and in
-//! `conventions.md`). Every status carries exactly one `ErrorInfo` (domain
+//! The one place that chooses a gRPC status for a failure (the error table in the README). Every status carries exactly one `ErrorInfo` (domain
 //! `openai-grpc-gateway`, an UPPER_SNAKE reason, and the upstream facts in its metadata),
 //! `RetryInfo` where waiting helps, `BadRequest` field violations for invalid input and
-//! `RequestInfo` with the upstream request id. Messages say what to do, like the seed's
-//! "common pitfalls". Nothing here ever echoes a secret: upstream messages pass [`redact`].
+//! `RequestInfo` with the upstream request id. Messages say what to do (a wrong key, a
+//! missing permission, an unknown model, a rate limit). Nothing here ever echoes a secret: upstream messages pass [`redact`].
 
 use std::{collections::HashMap, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::openai::{ApiError, TimeLimit, UpstreamError, UpstreamMeta, retry_hint_in_message};
+use crate::openai::{
+    ApiError, KeyOwner, Origin, TimeLimit, UpstreamError, UpstreamMeta, retry_hint_in_message,
+};
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const DOMAIN: &str = "openai-grpc-gateway";
@@ -37,6 +38,26 @@ impl Violation {
     }
 }
 
+/// The one builder of a status: `code`, `message`, and the details every error carries (exactly
+/// one ErrorInfo with `reason`, this domain and `metadata`), plus what `extra` adds.
+fn status(
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    metadata: HashMap<String, String>,
+    extra: impl FnOnce(&mut ErrorDetails),
+) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, metadata);
+    extra(&mut details);
+    Status::with_error_details(code, message, details)
+}
+
+/// A status with an ErrorInfo and nothing else.
+fn plain(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    status(code, reason, message, HashMap::new(), |_| {})
+}
+
 /// INVALID_ARGUMENT for local validation failures, with one `BadRequest` violation per problem.
 pub fn invalid_argument(violations: &[Violation]) -> Status {
     let summary = violations
@@ -44,78 +65,146 @@ pub fn invalid_argument(violations: &[Violation]) -> Status {
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
         .join("; ");
-    let mut details = ErrorDetails::new();
-    details.set_error_info("INVALID_REQUEST", DOMAIN, HashMap::new());
-    for v in violations {
-        details.add_bad_request_violation(&v.field, &v.description);
-    }
-    Status::with_error_details(
+    status(
         Code::InvalidArgument,
+        "INVALID_REQUEST",
         format!("invalid request: {summary}"),
-        details,
+        HashMap::new(),
+        |d| {
+            for v in violations {
+                d.add_bad_request_violation(&v.field, &v.description);
+            }
+        },
     )
 }
 
-/// The status for a caller that went away or cancelled.
-pub fn cancelled() -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info("CANCELLED", DOMAIN, HashMap::new());
-    Status::with_error_details(
-        Code::Cancelled,
-        "the call was cancelled; the upstream request was aborted",
-        details,
-    )
-}
-
-/// RESOURCE_EXHAUSTED when a load-shedding limit is reached (`what` names it); retry after
-/// `retry`.
-pub fn overloaded(reason: &str, what: &str, retry: Duration) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info(reason, DOMAIN, HashMap::new());
-    details.set_retry_info(Some(retry));
-    Status::with_error_details(
+/// RESOURCE_EXHAUSTED for a load-shedding refusal (`reason`, `what` names the limit); retry
+/// after `retry`.
+fn shed(reason: &str, what: &str, retry: Duration) -> Status {
+    status(
         Code::ResourceExhausted,
+        reason,
         format!("the gateway is at its limit of {what}; retry shortly"),
-        details,
+        HashMap::new(),
+        |d| {
+            d.set_retry_info(Some(retry));
+        },
     )
 }
 
-/// A call the gateway refuses before any upstream call for a reason of its own (profile rules,
-/// caller keys): `code` with an ErrorInfo `reason`.
-pub fn refused(code: Code, reason: &str, message: &str) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info(reason, DOMAIN, HashMap::new());
-    Status::with_error_details(code, message, details)
+/// `--max-in-flight` upstream calls are running: RESOURCE_EXHAUSTED (`OVERLOADED`).
+pub fn overloaded(retry: Duration) -> Status {
+    shed("OVERLOADED", "upstream calls in flight", retry)
+}
+
+/// `--max-streams-per-connection` calls are running on the caller's connection:
+/// RESOURCE_EXHAUSTED (`TOO_MANY_STREAMS_ON_CONNECTION`).
+pub fn too_many_streams_on_connection(retry: Duration) -> Status {
+    shed(
+        "TOO_MANY_STREAMS_ON_CONNECTION",
+        "calls on one connection (open another connection)",
+        retry,
+    )
+}
+
+/// The `x-openai-profile` the call names does not exist: INVALID_ARGUMENT (`UNKNOWN_PROFILE`),
+/// listing the profiles there are.
+pub fn unknown_profile(header: &str, name: &str, known: &[&str]) -> Status {
+    plain(
+        Code::InvalidArgument,
+        "UNKNOWN_PROFILE",
+        format!(
+            "{header}: no profile {name:?}; this gateway has {}",
+            known.join(", ")
+        ),
+    )
+}
+
+/// The caller may not use the profile: PERMISSION_DENIED (`PROFILE_NOT_ALLOWED`).
+pub fn profile_not_allowed(name: &str) -> Status {
+    plain(
+        Code::PermissionDenied,
+        "PROFILE_NOT_ALLOWED",
+        format!("this caller may not use the profile {name:?}"),
+    )
+}
+
+/// The caller sent its own OpenAI key but the gateway does not accept them: PERMISSION_DENIED
+/// (`CALLER_KEYS_DISABLED`).
+pub fn caller_keys_disabled(header: &str) -> Status {
+    plain(
+        Code::PermissionDenied,
+        "CALLER_KEYS_DISABLED",
+        format!("{header}: this gateway does not accept callers' own OpenAI keys"),
+    )
+}
+
+/// The caller's own OpenAI key cannot be used (empty, or not a header value):
+/// INVALID_ARGUMENT (`INVALID_CALLER_KEY`).
+pub fn invalid_caller_key(header: &str) -> Status {
+    plain(
+        Code::InvalidArgument,
+        "INVALID_CALLER_KEY",
+        format!("{header}: not a usable key"),
+    )
 }
 
 /// UNAUTHENTICATED for a caller without an accepted token (the gateway's own authentication,
-/// not OpenAI's).
-pub fn unauthenticated(message: &str) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info("CALLER_UNAUTHENTICATED", DOMAIN, HashMap::new());
-    Status::with_error_details(Code::Unauthenticated, message, details)
+/// not OpenAI's): `missing` when no `authorization` metadata was sent at all.
+pub fn caller_unauthenticated(missing: bool) -> Status {
+    plain(
+        Code::Unauthenticated,
+        "CALLER_UNAUTHENTICATED",
+        if missing {
+            "missing caller credentials: send `authorization: Bearer <token>` metadata"
+        } else {
+            "the caller token in `authorization` is not accepted by this gateway"
+        },
+    )
 }
 
 /// UNAVAILABLE for calls still running when the drain timeout of a shutdown passes.
 pub fn shutting_down() -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info("SHUTTING_DOWN", DOMAIN, HashMap::new());
-    Status::with_error_details(
+    plain(
         Code::Unavailable,
+        "SHUTTING_DOWN",
         "server shutting down; retry on another instance",
-        details,
     )
 }
 
-/// INTERNAL for a bug or impossible state inside the gateway.
-pub fn internal(message: impl Into<String>) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info("INTERNAL", DOMAIN, HashMap::new());
-    Status::with_error_details(Code::Internal, message, details)
+/// INTERNAL for a state the gateway's own code should never reach (a bug, reported rather than
+/// panicking).
+pub fn internal(message: &str) -> Status {
+    plain(
+        Code::Internal,
+        "INTERNAL",
+        format!("internal gateway error: {message}"),
+    )
 }
 
-/// The status for a failed upstream call. `base_url` names the upstream in connection errors.
-pub fn upstream(err: &UpstreamError, base_url: &str) -> Status {
+/// Whose key OpenAI rejected, and what to do about it, for 401 and 403 messages.
+fn key_phrases(key: &KeyOwner) -> (String, &'static str) {
+    match key {
+        KeyOwner::Gateway => (
+            "the gateway's API key".to_owned(),
+            "update the gateway's OPENAI_API_KEY",
+        ),
+        KeyOwner::Profile(name) => (
+            format!("the API key of profile {name:?}"),
+            "update that profile's api_key_file (--profiles-file)",
+        ),
+        KeyOwner::Caller => (
+            "the API key you sent in x-openai-api-key".to_owned(),
+            "send a valid key",
+        ),
+    }
+}
+
+/// The status for a failed upstream call. `origin` names the upstream in connection errors and
+/// whose key was refused in 401 / 403 messages.
+pub fn upstream(err: &UpstreamError, origin: &Origin) -> Status {
+    let base_url = origin.base_url.as_str();
+    let (whose_key, fix_key) = key_phrases(&origin.key);
     let mut metadata = HashMap::new();
     let empty = UpstreamMeta::default();
     let meta = err.meta().unwrap_or(&empty);
@@ -153,14 +242,14 @@ pub fn upstream(err: &UpstreamError, base_url: &str) -> Status {
                     Code::Unauthenticated,
                     "UPSTREAM_UNAUTHENTICATED",
                     format!(
-                        "OpenAI rejected the gateway's API key (HTTP 401): the key is missing, mistyped or revoked. Create a new key in OpenAI and update the gateway's OPENAI_API_KEY.{said}"
+                        "OpenAI rejected {whose_key} (HTTP 401): the key is missing, mistyped or revoked. Create a new key in OpenAI and {fix_key}.{said}"
                     ),
                 ),
                 403 => (
                     Code::PermissionDenied,
                     "UPSTREAM_PERMISSION_DENIED",
                     format!(
-                        "the gateway's API key has no access to this model or endpoint (HTTP 403): a restricted key may lack the permission, or the organization/project may not allow it. Update the key's permissions in OpenAI, or use a key with access.{said}"
+                        "{whose_key} has no access to this model or endpoint (HTTP 403): a restricted key may lack the permission, or the organization/project may not allow it. Update the key's permissions in OpenAI, or use a key with access.{said}"
                     ),
                 ),
                 404 => (
@@ -282,18 +371,17 @@ pub fn upstream(err: &UpstreamError, base_url: &str) -> Status {
         }
     };
 
-    let mut details = ErrorDetails::new();
-    details.set_error_info(reason, DOMAIN, metadata);
-    if let Some(delay) = retry {
-        details.set_retry_info(Some(delay));
-    }
-    for v in &violations {
-        details.add_bad_request_violation(&v.field, &v.description);
-    }
-    if let Some(id) = &meta.request_id {
-        details.set_request_info(id, "");
-    }
-    Status::with_error_details(code, message, details)
+    status(code, reason, message, metadata, |details| {
+        if let Some(delay) = retry {
+            details.set_retry_info(Some(delay));
+        }
+        for v in &violations {
+            details.add_bad_request_violation(&v.field, &v.description);
+        }
+        if let Some(id) = &meta.request_id {
+            details.set_request_info(id, "");
+        }
+    })
 }
 
 fn insert_api_error(metadata: &mut HashMap<String, String>, e: &ApiError) {
@@ -340,7 +428,7 @@ fn stream_error_code(e: &ApiError) -> (Code, &'static str) {
     }
 }
 
-/// The code for a `response.failed` by its `error.code` (openai-wire.md §3.3).
+/// The code for a `response.failed` by its `error.code` (OpenAI's `ResponseErrorCode` values).
 fn failed_response_code(code: Option<&str>) -> Code {
     match code {
         Some("rate_limit_exceeded") => Code::ResourceExhausted,
@@ -396,8 +484,15 @@ mod tests {
                 error: error.map(Box::new),
                 meta,
             },
-            "http://u",
+            &origin(),
         )
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            base_url: "http://u".into(),
+            key: KeyOwner::Gateway,
+        }
     }
 
     fn api(kind: &str, code: &str) -> ApiError {
@@ -506,20 +601,96 @@ mod tests {
             error: Box::new(api("tokens", "rate_limit_exceeded")),
             meta: UpstreamMeta::default(),
         };
-        let s = upstream(&e, "http://u");
+        let s = upstream(&e, &origin());
         assert_eq!(s.code(), Code::ResourceExhausted);
         assert!(s.get_error_details().retry_info().is_some());
         let e = UpstreamError::Dropped {
             message: "eof".into(),
             meta: UpstreamMeta::default(),
         };
-        assert_eq!(upstream(&e, "http://u").code(), Code::Unavailable);
+        assert_eq!(upstream(&e, &origin()).code(), Code::Unavailable);
         let e = UpstreamError::ResponseFailed {
             code: Some("server_error".into()),
             message: "The model failed".into(),
             meta: UpstreamMeta::default(),
         };
-        assert_eq!(upstream(&e, "http://u").code(), Code::Unavailable);
+        assert_eq!(upstream(&e, &origin()).code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn a_401_says_whose_key_failed() {
+        let err = UpstreamError::Status {
+            status: 401,
+            error: None,
+            meta: UpstreamMeta::default(),
+        };
+        for (key, says) in [
+            (KeyOwner::Gateway, "the gateway's API key"),
+            (
+                KeyOwner::Profile("staging".into()),
+                "the API key of profile \"staging\"",
+            ),
+            (KeyOwner::Caller, "the API key you sent in x-openai-api-key"),
+        ] {
+            let origin = Origin {
+                base_url: "http://u".into(),
+                key,
+            };
+            let s = upstream(&err, &origin);
+            assert_eq!(s.code(), Code::Unauthenticated);
+            assert!(s.message().contains(says), "{}", s.message());
+            assert!(s.message().contains("missing, mistyped or revoked"));
+        }
+    }
+
+    #[test]
+    fn every_refusal_has_its_reason() {
+        let one_second = Duration::from_secs(1);
+        for (s, code, reason) in [
+            (
+                overloaded(one_second),
+                Code::ResourceExhausted,
+                "OVERLOADED",
+            ),
+            (
+                too_many_streams_on_connection(one_second),
+                Code::ResourceExhausted,
+                "TOO_MANY_STREAMS_ON_CONNECTION",
+            ),
+            (
+                unknown_profile("h", "x", &["a", "b"]),
+                Code::InvalidArgument,
+                "UNKNOWN_PROFILE",
+            ),
+            (
+                profile_not_allowed("a"),
+                Code::PermissionDenied,
+                "PROFILE_NOT_ALLOWED",
+            ),
+            (
+                caller_keys_disabled("h"),
+                Code::PermissionDenied,
+                "CALLER_KEYS_DISABLED",
+            ),
+            (
+                invalid_caller_key("h"),
+                Code::InvalidArgument,
+                "INVALID_CALLER_KEY",
+            ),
+            (
+                caller_unauthenticated(true),
+                Code::Unauthenticated,
+                "CALLER_UNAUTHENTICATED",
+            ),
+            (shutting_down(), Code::Unavailable, "SHUTTING_DOWN"),
+        ] {
+            assert_eq!(s.code(), code, "{reason}");
+            let info = s.get_error_details().error_info().unwrap().clone();
+            assert_eq!(
+                (info.reason.as_str(), info.domain.as_str()),
+                (reason, DOMAIN)
+            );
+        }
     }
 
     #[test]
@@ -527,7 +698,13 @@ mod tests {
         let e = UpstreamError::Connect {
             message: "connection refused".into(),
         };
-        let s = upstream(&e, "http://127.0.0.1:1/v1");
+        let s = upstream(
+            &e,
+            &Origin {
+                base_url: "http://127.0.0.1:1/v1".into(),
+                key: KeyOwner::Gateway,
+            },
+        );
         assert_eq!(s.code(), Code::Unavailable);
         assert!(s.message().contains("http://127.0.0.1:1/v1"));
         assert_eq!(

@@ -1,31 +1,37 @@
 //! openai-grpc-gateway: OpenAI's Responses, Images and Speech APIs behind typed, streaming gRPC.
 //!
-//! Layout (dependency direction: `main -> server -> api -> {openai, convert, error}`, `openai -> sse`):
+//! Layout, by job (dependencies point down the table: a module uses only modules below it, and
+//! `tests/architecture.rs` fails if that stops being true):
 //!
 //! | module      | one job |
 //! |-------------|---------|
-//! | [`pb`]      | the generated protobuf types and the descriptor set (`proto/` is the contract) |
-//! | [`config`]  | every setting, documented once: flags with environment fallbacks |
+//! | [`server`]  | wiring: services, health, reflection, layers, graceful drain |
+//! | [`api`]     | the gRPC layer: one file per service with each RPC's own parts (validate, build the upstream request, convert the answer); [`api::call`] is the one call path every RPC runs through (admission, profile, deadline, trace context, the ready message or the stream pump, bookkeeping) |
+//! | [`telemetry`] | the per-RPC span, Prometheus metrics, W3C trace context, OTLP export |
+//! | [`config`]  | every setting, documented once: flags with environment fallbacks, the files they name |
 //! | [`auth`]    | who may call: caller bearer tokens, checked in constant time |
-//! | [`server`]  | wiring: services, health, reflection, shutdown |
-//! | [`api`]     | thin gRPC handlers, one file per service: validate -> convert -> call -> stream back; `api::call` is one call's lifecycle (admission, deadline, heartbeats, the stream pump), `api::profiles` picks the upstream |
-//! | [`openai`]  | the OpenAI HTTP client (reqwest); knows JSON, never imports tonic |
-//! | [`sse`]     | a pure WHATWG server-sent-events decoder: bytes in, events out; no IO, no JSON |
-//! | [`convert`] | JSON <-> proto, driven by the descriptors; the only code that knows both vocabularies |
 //! | [`error`]   | the single place that chooses a gRPC status code |
-//! | [`telemetry`] | the per-RPC span, Prometheus metrics, W3C trace context |
-//! | [`fake`]    | a fake OpenAI server on loopback: the `--demo` upstream and the test double |
+//! | [`convert`] | JSON <-> proto: the only code that knows both vocabularies (descriptor-driven for Responses; Images and Speech) |
+//! | [`usage`]   | the typed token usage of one response |
+//! | [`openai`]  | the OpenAI HTTP client (reqwest) and its settings; knows JSON and HTTP, never imports tonic |
+//! | [`sse`]     | a pure WHATWG server-sent-events decoder: bytes in, events out; no IO, no JSON |
+//! | [`pb`]      | the generated protobuf types and the descriptor set (`proto/` is the contract) |
+//! | [`demo`], [`fake`] | (cargo feature `demo`, on by default) a fake OpenAI server on loopback: the `--demo` upstream and the test double |
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod convert;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod error;
+#[cfg(feature = "demo")]
 pub mod fake;
 pub mod openai;
 pub mod pb;
 pub mod server;
 pub mod sse;
 pub mod telemetry;
+pub mod usage;
 
 pub use server::run;

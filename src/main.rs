@@ -3,103 +3,75 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use openai_grpc_gateway::{
-    config::{Cli, EXIT_CONFIG},
-    fake::FakeOpenAi,
-};
+use openai_grpc_gateway::config::{Cli, EXIT_CONFIG, StartupError};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help / --version
+        Err(e) => {
+            // --help and --version print to stdout and succeed; a bad flag is a config error.
             let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
-    };
-    let mut settings = match cli.into_settings() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("openai-grpc-gateway: configuration error: {e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
-    let filter = match tracing_subscriber::EnvFilter::try_new(&settings.log) {
-        Ok(f) => f,
+    match serve(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("openai-grpc-gateway: configuration error: --log / GATEWAY_LOG: {e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
+            eprintln!("openai-grpc-gateway: {e}");
+            ExitCode::from(e.exit_code())
         }
-    };
-    // Flushes exported traces when main returns.
-    let _tracing = match openai_grpc_gateway::telemetry::init_tracing(
+    }
+}
+
+async fn serve(cli: Cli) -> Result<(), StartupError> {
+    let mut settings = cli.load()?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .map_err(|e| StartupError::config(format!("--log / GATEWAY_LOG: {e}")))?;
+    // Flushes exported traces when serving ends.
+    let _tracing = openai_grpc_gateway::telemetry::init_tracing(
         settings.log_format,
         filter,
         settings.otlp_endpoint.as_ref(),
         &settings.otel_service_name,
-    ) {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("openai-grpc-gateway: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
+    )
+    .map_err(StartupError::runtime)?;
     // Keeps the demo upstream alive for the life of the process.
-    let _demo = if settings.demo {
-        match FakeOpenAi::start().await {
-            Ok(fake) => {
-                tracing::warn!(upstream = %fake.base_url(), "demo mode: answering from the built-in fake OpenAI, not api.openai.com");
-                let demo = match openai_grpc_gateway::config::UpstreamConfig::new(&fake.base_url())
-                {
-                    Ok(u) => u,
-                    Err(e) => {
-                        eprintln!("openai-grpc-gateway: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                // Every profile answers from the fake too (their keys and headers are kept, so
-                // profile routing can be tried in demo mode).
-                for profile in settings.config.profiles.named.values_mut() {
-                    profile.upstream.base_url = demo.base_url.clone();
-                }
-                settings.config.upstream = demo;
-                Some(fake)
-            }
-            Err(e) => {
-                eprintln!("openai-grpc-gateway: cannot start the demo upstream: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        None
-    };
-
-    let listener = match tokio::net::TcpListener::bind(settings.config.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "openai-grpc-gateway: cannot listen on {}: {e}",
-                settings.config.listen
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = listener.local_addr().map_or(settings.config.listen, |a| a);
+    let _demo = demo(settings.demo, &mut settings.config).await?;
+    let listen = settings.config.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| StartupError::runtime(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener.local_addr().unwrap_or(listen);
     tracing::info!(%addr, upstream = %settings.config.upstream.base_url, "serving gRPC");
+    openai_grpc_gateway::run(listener, settings.config, shutdown_signal()).await
+}
 
-    match openai_grpc_gateway::run(listener, settings.config, shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("openai-grpc-gateway: {e}");
-            ExitCode::FAILURE
-        }
+#[cfg(feature = "demo")]
+async fn demo(
+    on: bool,
+    config: &mut openai_grpc_gateway::config::Config,
+) -> Result<Option<openai_grpc_gateway::fake::FakeOpenAi>, StartupError> {
+    if !on {
+        return Ok(None);
     }
+    let fake = openai_grpc_gateway::demo::start(config).await?;
+    tracing::warn!(upstream = %fake.base_url(), "demo mode: answering from the built-in fake OpenAI, not api.openai.com");
+    Ok(Some(fake))
+}
+
+#[cfg(not(feature = "demo"))]
+async fn demo(on: bool, _: &mut openai_grpc_gateway::config::Config) -> Result<(), StartupError> {
+    if on {
+        return Err(StartupError::config(
+            "--demo: this build has no demo upstream (built without the `demo` feature)",
+        ));
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

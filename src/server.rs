@@ -12,14 +12,11 @@ use tonic::{
 
 use crate::{
     api::{
-        call::{CallContext, stamp_arrival},
-        images::ImagesApi,
-        profiles::Upstreams,
-        responses::ResponsesApi,
-        speech::SpeechApi,
+        admission::stamp_arrival, call::CallContext, images::ImagesApi, profiles::Upstreams,
+        responses::ResponsesApi, speech::SpeechApi,
     },
     auth::CallerAuth,
-    config::Config,
+    config::{Config, StartupError},
     pb::{
         images_service_server::ImagesServiceServer,
         responses_service_server::ResponsesServiceServer,
@@ -27,9 +24,6 @@ use crate::{
     },
     telemetry::Metrics,
 };
-
-/// A failure to start or run the server.
-pub type ServeError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then drains:
 ///
@@ -43,15 +37,14 @@ pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
-        ),
-        None => None,
-    };
+) -> Result<(), StartupError> {
+    let metrics_listener =
+        match config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                StartupError::runtime(format!("cannot serve metrics on {addr}: {e}"))
+            })?),
+            None => None,
+        };
     run_with_metrics(listener, metrics_listener, config, shutdown).await
 }
 
@@ -62,7 +55,7 @@ pub async fn run_with_metrics(
     metrics_listener: Option<TcpListener>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
+) -> Result<(), StartupError> {
     let metrics = Metrics::new();
     if let Some(listener) = metrics_listener {
         if let Ok(addr) = listener.local_addr() {
@@ -74,6 +67,7 @@ pub async fn run_with_metrics(
     let (force_stop, forced) = watch::channel(false);
     let ctx = CallContext::new(
         &config.limits,
+        upstreams,
         config.stream_buffer,
         config.heartbeat,
         forced,
@@ -95,18 +89,9 @@ pub async fn run_with_metrics(
             )
         };
     }
-    let responses = api_service!(
-        ResponsesServiceServer,
-        ResponsesApi::new(upstreams.clone(), ctx.clone())
-    );
-    let images = api_service!(
-        ImagesServiceServer,
-        ImagesApi::new(upstreams.clone(), ctx.clone())
-    );
-    let speech = api_service!(
-        SpeechServiceServer,
-        SpeechApi::new(upstreams.clone(), ctx.clone())
-    );
+    let responses = api_service!(ResponsesServiceServer, ResponsesApi::new(ctx.clone()));
+    let images = api_service!(ImagesServiceServer, ImagesApi::new(ctx.clone()));
+    let speech = api_service!(SpeechServiceServer, SpeechApi::new(ctx));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -130,9 +115,16 @@ pub async fn run_with_metrics(
     } else {
         CallerAuth::default()
     };
-    let reflection_v1 = InterceptedService::new(reflection().build_v1()?, reflection_auth.clone());
-    let reflection_v1alpha =
-        InterceptedService::new(reflection().build_v1alpha()?, reflection_auth);
+    let reflection_v1 = InterceptedService::new(
+        reflection().build_v1().map_err(StartupError::runtime)?,
+        reflection_auth.clone(),
+    );
+    let reflection_v1alpha = InterceptedService::new(
+        reflection()
+            .build_v1alpha()
+            .map_err(StartupError::runtime)?,
+        reflection_auth,
+    );
 
     let drain = config.drain.clone();
     let mut forced = force_stop.subscribe();
@@ -173,7 +165,9 @@ pub async fn run_with_metrics(
         if let Some(ca) = &tls.client_ca_pem {
             tls_config = tls_config.client_ca_root(Certificate::from_pem(ca));
         }
-        server = server.tls_config(tls_config)?;
+        server = server
+            .tls_config(tls_config)
+            .map_err(|e| StartupError::config(format!("--tls-cert / --tls-key: {e}")))?;
     }
     let mut server = server
         .layer(tower::util::MapRequestLayer::new(stamp_arrival))
@@ -201,14 +195,14 @@ pub async fn run_with_metrics(
         );
     tokio::pin!(serve);
     tokio::select! {
-        served = &mut serve => return served.map_err(Into::into),
+        served = &mut serve => return served.map_err(StartupError::runtime),
         _ = forced.wait_for(|forced| *forced) => {}
     }
     // The drain timeout passed and the calls still running were told to end. Give their final
     // statuses a moment to reach the callers, then stop waiting: streams that never end on
     // their own (health Watch from a kubelet or the mesh) must not hold the process forever.
     match tokio::time::timeout(FINAL_FLUSH, &mut serve).await {
-        Ok(served) => served.map_err(Into::into),
+        Ok(served) => served.map_err(StartupError::runtime),
         Err(_) => {
             tracing::warn!("closing the connections still open after the drain");
             Ok(())

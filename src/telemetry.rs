@@ -29,6 +29,8 @@ use prometheus_client::{
 };
 use tonic::Code;
 
+use crate::usage::Usage;
+
 /// Labels of per-RPC metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
@@ -268,24 +270,27 @@ impl Call {
     }
 
     /// Records a response's token usage under its model.
-    pub fn usage(&self, model: &str, usage: &[(&'static str, i64)]) {
+    pub fn usage(&self, usage: &Usage) {
         let span = &self.span;
-        span.record("response_model", model);
-        for (kind, n) in usage {
-            match *kind {
-                "input" => span.record("input_tokens", n),
-                "output" => span.record("output_tokens", n),
-                _ => span,
-            };
+        span.record("response_model", usage.model.as_str());
+        span.record("input_tokens", usage.input_tokens);
+        span.record("output_tokens", usage.output_tokens);
+        for (kind, n) in usage.counts() {
             self.metrics
                 .inner
                 .tokens
                 .get_or_create(&TokenLabels {
-                    gen_ai_response_model: model.to_owned(),
-                    gen_ai_token_type: (*kind).to_owned(),
+                    gen_ai_response_model: usage.model.clone(),
+                    gen_ai_token_type: kind.to_owned(),
                 })
-                .observe(*n as f64);
+                .observe(n as f64);
         }
+    }
+
+    /// Ends a call that sends `status` instead of any message (recorded), and returns it.
+    pub fn refuse(self, status: tonic::Status) -> tonic::Status {
+        self.finish(status.code());
+        status
     }
 
     /// Records the outcome: the RPC's code, duration and overhead.
@@ -433,7 +438,12 @@ mod tests {
     fn calls_are_counted_with_their_code() {
         let m = Metrics::new();
         let c = m.start("CreateResponse", tracing::Span::none());
-        c.usage("gpt-4.1", &[("input", 9), ("output", 4)]);
+        c.usage(&Usage {
+            model: "gpt-4.1".into(),
+            input_tokens: 9,
+            output_tokens: 4,
+            ..Usage::default()
+        });
         c.finish(Code::Ok);
         drop(m.start("CreateResponse", tracing::Span::none())); // dropped unfinished: cancelled
         m.upstream_response("default", Some(429));

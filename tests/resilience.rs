@@ -482,7 +482,7 @@ async fn a_connect_that_hangs_trips_the_connect_timeout() {
     }
     let h = Harness::start_with(|c| {
         c.upstream =
-            openai_grpc_gateway::config::UpstreamConfig::new(&format!("http://{addr}/v1")).unwrap();
+            openai_grpc_gateway::openai::UpstreamConfig::new(&format!("http://{addr}/v1")).unwrap();
         c.timeouts.connect = Some(Duration::from_millis(300));
         c.retry.max_retries = 0;
     })

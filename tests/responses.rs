@@ -555,7 +555,7 @@ async fn connection_refused_is_unavailable() {
         .unwrap()
         .port();
     let h = Harness::start_with(|c| {
-        c.upstream = openai_grpc_gateway::config::UpstreamConfig::new(&format!(
+        c.upstream = openai_grpc_gateway::openai::UpstreamConfig::new(&format!(
             "http://127.0.0.1:{port}/v1"
         ))
         .unwrap();

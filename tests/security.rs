@@ -7,8 +7,9 @@ mod common;
 use common::{Harness, TEST_KEY, drain, reason, text_request, with_metadata};
 use openai_grpc_gateway::{
     auth::parse_tokens,
-    config::{ApiKey, Profile, Profiles, Tls, UpstreamConfig},
+    config::{Cli, Profile, Profiles, Tls},
     fake::FakeOpenAi,
+    openai::{ApiKey, UpstreamConfig},
     pb::responses_service_client::ResponsesServiceClient,
 };
 use tonic::{
@@ -303,7 +304,18 @@ async fn profile_keys_can_come_from_files() {
         key_file.display().to_string(),
         fake.base_url()
     );
-    let profiles = Profiles::from_json(&json, false).unwrap();
+    let profiles_file = dir.join("profiles.json");
+    std::fs::write(&profiles_file, json).unwrap();
+    // The binary's own loading step: the profiles file, then the key file it names.
+    let settings = <Cli as clap::Parser>::try_parse_from([
+        "openai-grpc-gateway",
+        "--profiles-file",
+        profiles_file.to_str().unwrap(),
+    ])
+    .unwrap()
+    .load()
+    .unwrap();
+    let profiles = settings.config.profiles;
     let h = Harness::start_with(move |c| c.profiles = profiles).await;
     let stream = h
         .responses()

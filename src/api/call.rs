@@ -1,168 +1,196 @@
-//! The lifetime of one call, shared by every handler: admission (load shedding), the caller's
-//! deadline, the shutdown signal, and the stream pump that forwards upstream events with
-//! heartbeats.
+//! The one call path every RPC runs through. A handler supplies only the request's own parts
+//! (an [`Rpc`]: its validation, the upstream call, the conversion of what comes back); this
+//! module does the rest, in this order:
+//!
+//! 1. the call's span and metrics start;
+//! 2. validation: a malformed request lists all its field errors (INVALID_ARGUMENT) before any
+//!    load shedding or profile choice;
+//! 3. admission (load shedding), the profile and key ([`super::profiles`]), the caller's
+//!    deadline, the W3C trace context for the upstream request;
+//! 4. the upstream call ([`Rpc::open`]), unless a shutdown's drain timeout ends it first; its
+//!    HTTP status is checked before anything is returned, so a failure before any output is a
+//!    Trailers-Only status that clients and a mesh can retry;
+//! 5. either the ready message(s), or a stream pumped to the caller ([`super::pump`]); both with
+//!    the same bookkeeping: the upstream request id and rate-limit headers as response
+//!    metadata, token usage, the code, duration and overhead, and one `rpc finished` log line.
+//!
+//! [`CallContext::unary`] serves unary RPCs, [`CallContext::streaming`] server-streaming ones.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{marker::PhantomData, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
+    sync::{mpsc, watch},
     time::Instant,
 };
-use tonic::{Request, Status};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, codegen::http::HeaderMap};
+use tracing::Instrument;
 
+use super::{
+    admission::{self, Admission, Permit},
+    profiles::{PROFILE_HEADER, Upstreams},
+    pump::{Pumped, Source, Step, pump},
+};
 use crate::{
-    api::profiles::Upstreams,
     auth::Caller,
     config::Limits,
-    error,
-    openai::OpenAiClient,
+    error::{self, Violation},
+    openai::{OpenAiClient, Origin, UpstreamError},
     telemetry::{Call, Metrics, continue_trace},
+    usage::Usage,
 };
-use reqwest::header::HeaderName;
 
-/// How long a caller turned away by load shedding is told to wait.
-const SHED_RETRY: Duration = Duration::from_secs(1);
+/// The stream a server-streaming RPC returns.
+pub type ReplyStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send + 'static>>;
 
-/// tonic ends the handler future itself with CANCELLED when the `grpc-timeout` passes, timed
-/// from the moment the request headers arrived. The gateway times its deadline from the same
-/// moment ([`Arrival`]) and fires this much earlier (two timer ticks), so the caller gets
-/// DEADLINE_EXCEEDED with details instead.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(2);
-
-/// When a request's headers arrived, stamped by [`stamp_arrival`] in the server's tower stack
-/// (called synchronously right after tonic starts its own `grpc-timeout` timer).
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival(pub Instant);
-
-/// The tower layer function that stamps [`Arrival`] on every request.
-pub fn stamp_arrival<B>(
-    mut request: tonic::codegen::http::Request<B>,
-) -> tonic::codegen::http::Request<B> {
-    request.extensions_mut().insert(Arrival(Instant::now()));
-    request
+/// One RPC's own parts: everything the shared call path cannot know.
+pub trait Rpc: Send + Sync + 'static {
+    /// The gRPC request message.
+    type Request: Send + 'static;
+    /// The gRPC reply message: the one message of a unary RPC, each message of a stream.
+    type Message: Send + 'static;
+    /// What a streamed answer reads from ([`NoStream`] for RPCs that never stream).
+    type Source: Source<Message = Self::Message>;
+    /// The RPC's name in metrics, spans and logs.
+    const METHOD: &'static str;
+    /// The model the request names, for the span ("" when it names none).
+    fn model(_request: &Self::Request) -> &str {
+        ""
+    }
+    /// Every problem with the request, found without any upstream call (OpenAI's stated
+    /// constraints only: where the spec is silent, OpenAI decides).
+    fn validate(request: &Self::Request) -> Vec<Violation>;
+    /// Makes the upstream call and converts what comes back.
+    fn open(
+        &self,
+        upstream: Upstream,
+        request: Self::Request,
+    ) -> impl Future<Output = Result<Opened<Self::Message, Self::Source>, Failure>> + Send;
 }
 
-/// Everything a handler needs besides its upstream client. Cheap to clone.
+/// What [`Rpc::open`] gets to make its upstream call with.
 #[derive(Debug, Clone)]
-pub struct CallContext {
-    admission: Admission,
-    shutdown: watch::Receiver<bool>,
-    /// Messages buffered per stream.
-    pub stream_buffer: usize,
-    /// Gateway keepalive interval on silent streams.
-    pub heartbeat: Option<Duration>,
-    /// Where calls are counted and timed.
-    pub metrics: Metrics,
+pub struct Upstream {
+    /// The client of the call's profile (or the caller's own key), with the trace context.
+    pub client: OpenAiClient,
+    /// The caller's deadline, if it sent one.
+    pub deadline: Option<Instant>,
+    /// The authenticated caller's token name, if caller authentication is on.
+    pub caller: Option<String>,
+    /// The profile the call uses.
+    pub profile: String,
 }
 
-impl CallContext {
-    /// A context with these limits; `shutdown` turns true when in-flight calls must end.
-    pub fn new(
-        limits: &Limits,
-        stream_buffer: usize,
-        heartbeat: Option<Duration>,
-        shutdown: watch::Receiver<bool>,
-        metrics: Metrics,
+/// Why a call failed: at the upstream (mapped to a status by [`crate::error::upstream`]), or
+/// refused by the gateway with a status from [`crate::error`].
+#[derive(Debug)]
+pub enum Failure {
+    /// The upstream call failed.
+    Upstream(UpstreamError),
+    /// The gateway refused the call.
+    Status(Status),
+}
+
+impl Failure {
+    /// The status for the caller; `origin` names the upstream and whose key it used.
+    pub(crate) fn into_status(self, origin: &Origin) -> Status {
+        match self {
+            Self::Upstream(e) => error::upstream(&e, origin),
+            Self::Status(s) => s,
+        }
+    }
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(e: UpstreamError) -> Self {
+        Self::Upstream(e)
+    }
+}
+
+impl From<Status> for Failure {
+    fn from(s: Status) -> Self {
+        Self::Status(s)
+    }
+}
+
+/// An upstream call whose HTTP status was checked: its headers and what to send.
+#[derive(Debug)]
+pub struct Opened<M, S> {
+    /// The upstream response headers (request id and rate limits go back as metadata).
+    pub headers: HeaderMap,
+    /// What the caller gets.
+    pub answer: Answer<M, S>,
+}
+
+/// What the caller gets from an upstream call.
+#[derive(Debug)]
+pub enum Answer<M, S> {
+    /// Messages converted before anything was sent (a unary RPC has exactly one), the token
+    /// usage they report, and a failure that ends the stream after them (e.g. a non-streamed
+    /// Response with `status: failed`).
+    Ready {
+        /// The messages, in order.
+        messages: Vec<M>,
+        /// Their token usage, if any.
+        usage: Option<Usage>,
+        /// A failure to end with after the messages.
+        end: Option<Failure>,
+    },
+    /// A stream to pump to the caller.
+    Stream(S),
+}
+
+impl<M, S> Opened<M, S> {
+    /// Ready messages that end the call normally.
+    pub fn ready(headers: HeaderMap, messages: Vec<M>, usage: Option<Usage>) -> Self {
+        Self::ready_ending(headers, messages, usage, None)
+    }
+
+    /// Ready messages, then `end` (if any) ends the stream with its status.
+    pub fn ready_ending(
+        headers: HeaderMap,
+        messages: Vec<M>,
+        usage: Option<Usage>,
+        end: Option<Failure>,
     ) -> Self {
         Self {
-            admission: Admission::new(limits),
-            shutdown,
-            stream_buffer: stream_buffer.max(1),
-            heartbeat,
-            metrics,
+            headers,
+            answer: Answer::Ready {
+                messages,
+                usage,
+                end,
+            },
         }
     }
 
-    /// Admits a call or refuses it at once with RESOURCE_EXHAUSTED (never queues). Hold the
-    /// returned permit for the life of the call.
-    pub fn admit<T>(&self, request: &Request<T>) -> Result<Permit, Status> {
-        self.admission.admit(request.remote_addr())
-    }
-
-    /// The caller's deadline from `grpc-timeout`, if it sent one, timed from the request's
-    /// arrival.
-    pub fn deadline<T>(&self, request: &Request<T>) -> Option<Instant> {
-        let raw = request.metadata().get("grpc-timeout")?.to_str().ok()?;
-        let timeout = parse_grpc_timeout(raw)?;
-        let arrived = request
-            .extensions()
-            .get::<Arrival>()
-            .map_or_else(Instant::now, |a| a.0);
-        Some(arrived + timeout.saturating_sub(DEADLINE_MARGIN))
-    }
-
-    /// Resolves when a shutdown's drain timeout has passed and in-flight calls must end.
-    pub async fn forced_shutdown(&self) {
-        let mut rx = self.shutdown.clone();
-        // An error means the sender is gone: the server has stopped; treat as forced.
-        let _ = rx.wait_for(|forced| *forced).await;
-    }
-
-    /// Starts a call: counts it, opens its span, admits it (load shedding), reads its deadline,
-    /// and picks its upstream (profile, caller key, trace context). A refusal is returned as
-    /// the status to send, already recorded.
-    pub fn begin<T>(
-        &self,
-        request: &Request<T>,
-        upstreams: &Upstreams,
-        method: &'static str,
-        model: &str,
-    ) -> Result<Begun, Status> {
-        let profile = request
-            .metadata()
-            .get(crate::api::profiles::PROFILE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let span = crate::rpc_span!(method, model, profile);
-        if let Some(caller) = request.extensions().get::<Caller>() {
-            span.record("caller", caller.0.as_str());
+    /// A stream to pump.
+    pub fn stream(headers: HeaderMap, source: S) -> Self {
+        Self {
+            headers,
+            answer: Answer::Stream(source),
         }
-        let call = self.metrics.start(method, span.clone());
-        let refuse = |call: Call, status: Status| {
-            call.finish(status.code());
-            status
-        };
-        let permit = match self.admit(request) {
-            Ok(p) => p,
-            Err(status) => return Err(refuse(call, status)),
-        };
-        let mut client = match upstreams.select(request) {
-            Ok(selected) => selected.client,
-            Err(status) => return Err(refuse(call, status)),
-        };
-        if let Some((traceparent, tracestate, trace_id)) = continue_trace(&span, request.metadata())
-        {
-            span.record("trace_id", trace_id.as_str());
-            for (name, value) in [
-                ("traceparent", Some(traceparent)),
-                ("tracestate", tracestate),
-            ] {
-                if let Some(value) = value.and_then(|v| v.parse().ok()) {
-                    client = client.with_header(HeaderName::from_static(name), value);
-                }
-            }
+    }
+}
+
+/// The [`Rpc::Source`] of RPCs that never stream: it cannot be built.
+#[derive(Debug)]
+pub enum NoStream<M> {
+    #[doc(hidden)]
+    Never(std::convert::Infallible, PhantomData<fn() -> M>),
+}
+
+impl<M: Send + 'static> Source for NoStream<M> {
+    type Message = M;
+
+    async fn next(&mut self) -> Step<M> {
+        match *self {
+            Self::Never(never, _) => match never {},
         }
-        Ok(Begun {
-            deadline: self.deadline(request),
-            permit,
-            client,
-            call,
-        })
     }
 
-    /// Runs the pre-stream phase of a call (`fut`) unless the drain timeout ends it first.
-    pub async fn unless_shutdown<T>(
-        &self,
-        fut: impl Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
-        tokio::select! {
-            result = fut => result,
-            () = self.forced_shutdown() => Err(error::shutting_down()),
+    fn keepalive(&self) -> M {
+        match *self {
+            Self::Never(never, _) => match never {},
         }
     }
 }
@@ -182,11 +210,8 @@ pub const FORWARDED_HEADERS: [&str; 8] = [
 ];
 
 /// Wraps `body` in a response carrying [`FORWARDED_HEADERS`] from the upstream `headers`.
-pub fn with_upstream_metadata<T>(
-    body: T,
-    headers: &tonic::codegen::http::HeaderMap,
-) -> tonic::Response<T> {
-    let mut response = tonic::Response::new(body);
+fn with_upstream_metadata<T>(body: T, headers: &HeaderMap) -> Response<T> {
+    let mut response = Response::new(body);
     for name in FORWARDED_HEADERS {
         if let Some(value) = headers
             .get(name)
@@ -199,271 +224,208 @@ pub fn with_upstream_metadata<T>(
     response
 }
 
-/// The status for a failed upstream call through `client` (whose base URL names the upstream).
-pub fn upstream_status(client: &OpenAiClient, e: &crate::openai::UpstreamError) -> Status {
-    error::upstream(e, client.base_url())
-}
-
-/// A call that was admitted, with what it needs to go on.
-#[derive(Debug)]
-pub struct Begun {
-    /// The admission slot; hold it for the life of the call.
-    pub permit: Permit,
-    /// The caller's deadline, if any.
-    pub deadline: Option<Instant>,
-    /// The upstream client for this call (profile, key, trace context applied).
-    pub client: OpenAiClient,
-    /// The call's metrics and span.
-    pub call: Call,
-}
-
-impl Begun {
-    /// Ends the call with `status` (recorded) before any message was sent.
-    pub fn fail(self, status: Status) -> Status {
-        self.call.finish(status.code());
-        status
-    }
-}
-
-/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(raw: &str) -> Option<Duration> {
-    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// Calls in flight per client connection.
-type ConnectionCounts = Arc<Mutex<HashMap<SocketAddr, usize>>>;
-
-/// Load shedding: a global cap on calls in flight and a cap per client connection.
+/// Everything the call path shares across calls. Cheap to clone.
 #[derive(Debug, Clone)]
-struct Admission {
-    global: Arc<Semaphore>,
-    per_connection: ConnectionCounts,
-    max_per_connection: usize,
+pub struct CallContext {
+    admission: Admission,
+    upstreams: Upstreams,
+    shutdown: watch::Receiver<bool>,
+    stream_buffer: usize,
+    heartbeat: Option<Duration>,
+    metrics: Metrics,
 }
 
-/// Proof of admission; dropping it frees the slots.
-#[derive(Debug)]
-pub struct Permit {
-    _global: OwnedSemaphorePermit,
-    connection: Option<(SocketAddr, ConnectionCounts)>,
+/// A call that passed every gateway check and whose upstream call answered.
+struct Started<R: Rpc> {
+    call: Call,
+    permit: Permit,
+    origin: Arc<Origin>,
+    opened: Opened<R::Message, R::Source>,
 }
 
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some((addr, map)) = &self.connection {
-            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = map.get_mut(addr) {
-                *count -= 1;
-                if *count == 0 {
-                    map.remove(addr);
-                }
-            }
-        }
-    }
-}
-
-impl Admission {
-    fn new(limits: &Limits) -> Self {
+impl CallContext {
+    /// A context with these limits and upstreams; `shutdown` turns true when in-flight calls
+    /// must end.
+    pub fn new(
+        limits: &Limits,
+        upstreams: Upstreams,
+        stream_buffer: usize,
+        heartbeat: Option<Duration>,
+        shutdown: watch::Receiver<bool>,
+        metrics: Metrics,
+    ) -> Self {
         Self {
-            global: Arc::new(Semaphore::new(limits.max_in_flight)),
-            per_connection: Arc::default(),
-            max_per_connection: limits.max_streams_per_connection,
+            admission: Admission::new(limits),
+            upstreams,
+            shutdown,
+            stream_buffer: stream_buffer.max(1),
+            heartbeat,
+            metrics,
         }
     }
 
-    fn admit(&self, remote: Option<SocketAddr>) -> Result<Permit, Status> {
-        let global =
-            self.global.clone().try_acquire_owned().map_err(|_| {
-                error::overloaded("OVERLOADED", "upstream calls in flight", SHED_RETRY)
-            })?;
-        let connection = match remote {
-            Some(addr) => {
-                let mut map = self
-                    .per_connection
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                let count = map.entry(addr).or_insert(0);
-                if *count >= self.max_per_connection {
-                    return Err(error::overloaded(
-                        "TOO_MANY_STREAMS_ON_CONNECTION",
-                        "calls on one connection (open another connection)",
-                        SHED_RETRY,
-                    ));
-                }
-                *count += 1;
-                Some((addr, self.per_connection.clone()))
-            }
-            None => None,
-        };
-        Ok(Permit {
-            _global: global,
-            connection,
-        })
+    /// Resolves when a shutdown's drain timeout has passed and in-flight calls must end.
+    async fn forced_shutdown(mut shutdown: watch::Receiver<bool>) {
+        // An error means the sender is gone: the server has stopped; treat as forced.
+        let _ = shutdown.wait_for(|forced| *forced).await;
     }
-}
 
-/// One step of a stream pump, as seen by [`pump`].
-pub enum Step<M> {
-    /// Send this message and continue.
-    Send(M),
-    /// Send this message, then end the stream normally.
-    Last(M),
-    /// Send this message, then end the stream with this status.
-    SendThenFail(M, Status),
-    /// End the stream with this status.
-    Fail(Status),
-    /// End the stream normally.
-    End,
-}
-
-/// Where a stream pump gets its messages: one upstream call.
-pub trait Source: Send {
-    /// The gRPC message type.
-    type Message: Send;
-    /// The next step. Must be cancel-safe: it is dropped when a heartbeat is due.
-    fn next(&mut self) -> impl Future<Output = Step<Self::Message>> + Send;
-    /// A gateway keepalive message, sent during long silences.
-    fn keepalive(&self) -> Self::Message;
-    /// The model and token usage a final message reports, for metrics and the call's span.
-    fn usage(&self, _message: &Self::Message) -> Option<(String, Vec<(&'static str, i64)>)> {
-        None
-    }
-}
-
-/// Forwards what `source` produces into `tx` until the stream ends, the caller goes away (then
-/// it returns at once, dropping `source`, which aborts the upstream request), or a forced
-/// shutdown ends it with UNAVAILABLE. During silences longer than the heartbeat interval it
-/// sends a keepalive so mesh idle timeouts do not cut a live stream.
-pub async fn pump<S: Source>(
-    ctx: &CallContext,
-    tx: mpsc::Sender<Result<S::Message, Status>>,
-    mut source: S,
-    mut call: Call,
-) {
-    // Built once per stream, not per event: the caller-gone and shutdown futures, and one
-    // heartbeat timer that is re-armed only when it fires (a per-event timer-wheel insert and
-    // remove was a measurable share of the gateway's CPU per event; BENCHMARKS.md).
-    let closed = tx.closed();
-    let forced = ctx.forced_shutdown();
-    let interval = ctx.heartbeat;
-    let mut last_sent = Instant::now();
-    let heartbeat = tokio::time::sleep_until(last_sent + interval.unwrap_or(NEVER));
-    tokio::pin!(closed, forced, heartbeat);
-    loop {
-        let waiting_since = Instant::now();
-        let step = tokio::select! {
-            biased;
-            () = &mut closed => return call.finish(tonic::Code::Cancelled),
-            () = &mut forced => Step::Fail(error::shutting_down()),
-            step = source.next() => step,
-            () = &mut heartbeat, if interval.is_some() => {
-                let due = last_sent + interval.unwrap_or(NEVER);
-                if Instant::now() >= due {
-                    if send(&tx, Ok(source.keepalive()), &mut call).await.is_err() {
-                        return call.finish(tonic::Code::Cancelled);
-                    }
-                    last_sent = Instant::now();
-                }
-                heartbeat.as_mut().reset(last_sent + interval.unwrap_or(NEVER));
-                continue;
-            }
+    /// Runs a unary RPC.
+    pub async fn unary<R: Rpc>(
+        &self,
+        rpc: &R,
+        request: Request<R::Request>,
+    ) -> Result<Response<R::Message>, Status> {
+        let Started {
+            mut call,
+            opened,
+            origin,
+            ..
+        } = self.start(rpc, request).await?;
+        let Answer::Ready {
+            mut messages,
+            usage,
+            end,
+        } = opened.answer
+        else {
+            return Err(call.refuse(error::internal("a unary RPC produced a stream")));
         };
-        call.waited(waiting_since.elapsed());
-        let (message, end) = match step {
-            Step::Send(m) => (Some(m), None),
-            Step::Last(m) => (Some(m), Some(Ok(()))),
-            Step::SendThenFail(m, status) => (Some(m), Some(Err(status))),
-            Step::Fail(status) => (None, Some(Err(status))),
-            Step::End => (None, Some(Ok(()))),
-        };
-        if let Some(m) = message {
-            if end.is_some()
-                && let Some((model, usage)) = source.usage(&m)
-            {
-                call.usage(&model, &usage);
-            }
-            // A full channel waits here: the upstream is not read while the caller is behind.
-            if send(&tx, Ok(m), &mut call).await.is_err() {
-                return call.finish(tonic::Code::Cancelled);
-            }
-            last_sent = Instant::now();
+        if let Some(end) = end {
+            return Err(call.refuse(end.into_status(&origin)));
         }
-        match end {
-            None => {}
-            Some(Ok(())) => return call.finish(tonic::Code::Ok),
-            Some(Err(status)) => {
-                let code = status.code();
-                let _ = send(&tx, Err(status), &mut call).await;
-                return call.finish(code);
-            }
-        }
-    }
-}
-
-/// "No heartbeat": far enough away never to fire.
-const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Sends one item, counting the time blocked on a slow caller as waiting (not overhead).
-async fn send<M>(
-    tx: &mpsc::Sender<Result<M, Status>>,
-    item: Result<M, Status>,
-    call: &mut Call,
-) -> Result<(), ()> {
-    let first = item.is_ok();
-    let since = Instant::now();
-    let sent = tx.send(item).await.map_err(|_| ());
-    call.waited(since.elapsed());
-    if first && sent.is_ok() {
+        let (Some(message), true) = (messages.pop(), messages.is_empty()) else {
+            return Err(call.refuse(error::internal("a unary RPC produced no single message")));
+        };
         call.first_event();
-    }
-    sent
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeout_units() {
-        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
-        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
-        assert_eq!(parse_grpc_timeout("123456789S"), None);
-        assert_eq!(parse_grpc_timeout("S"), None);
-        assert_eq!(parse_grpc_timeout("10x"), None);
+        if let Some(usage) = &usage {
+            call.usage(usage);
+        }
+        call.finish(tonic::Code::Ok);
+        Ok(with_upstream_metadata(message, &opened.headers))
     }
 
-    #[test]
-    fn admission_caps_global_and_per_connection() {
-        let a = Admission::new(&Limits {
-            max_in_flight: 2,
-            max_streams_per_connection: 1,
-        });
-        let one: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let two: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let p1 = a.admit(Some(one)).unwrap();
-        let e = a.admit(Some(one)).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-        let _p2 = a.admit(Some(two)).unwrap();
-        assert_eq!(
-            a.admit(None).unwrap_err().code(),
-            tonic::Code::ResourceExhausted
-        );
-        drop(p1);
-        assert!(a.admit(Some(one)).is_ok(), "slots are freed on drop");
+    /// Runs a server-streaming RPC.
+    pub async fn streaming<R: Rpc>(
+        &self,
+        rpc: &R,
+        request: Request<R::Request>,
+    ) -> Result<Response<ReplyStream<R::Message>>, Status> {
+        let Started {
+            mut call,
+            permit,
+            origin,
+            opened,
+        } = self.start(rpc, request).await?;
+        let stream: ReplyStream<R::Message> = match opened.answer {
+            Answer::Ready {
+                messages,
+                usage,
+                end,
+            } => {
+                call.first_event();
+                if let Some(usage) = &usage {
+                    call.usage(usage);
+                }
+                let end = end.map(|f| f.into_status(&origin));
+                call.finish(end.as_ref().map_or(tonic::Code::Ok, Status::code));
+                Box::pin(tokio_stream::iter(
+                    messages.into_iter().map(Ok).chain(end.map(Err)),
+                ))
+            }
+            Answer::Stream(source) => {
+                let (tx, rx) = mpsc::channel(self.stream_buffer);
+                let span = call.span().clone();
+                let pumped = Pumped {
+                    call,
+                    permit,
+                    origin,
+                    heartbeat: self.heartbeat,
+                };
+                let forced = Self::forced_shutdown(self.shutdown.clone());
+                tokio::spawn(pump(tx, source, pumped, forced).instrument(span));
+                Box::pin(ReceiverStream::new(rx))
+            }
+        };
+        Ok(with_upstream_metadata(stream, &opened.headers))
+    }
+
+    /// Steps 1-4 of the call path (module docs): a refusal or upstream failure is returned as
+    /// the status to send, already recorded.
+    async fn start<R: Rpc>(
+        &self,
+        rpc: &R,
+        request: Request<R::Request>,
+    ) -> Result<Started<R>, Status> {
+        let profile = request
+            .metadata()
+            .get(PROFILE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let span = crate::rpc_span!(R::METHOD, R::model(request.get_ref()), profile);
+        let caller = request.extensions().get::<Caller>().map(|c| c.0.clone());
+        if let Some(caller) = &caller {
+            span.record("caller", caller.as_str());
+        }
+        let call = self.metrics.start(R::METHOD, span.clone());
+        let violations = R::validate(request.get_ref());
+        if !violations.is_empty() {
+            return Err(call.refuse(error::invalid_argument(&violations)));
+        }
+        let permit = match self.admission.admit(request.remote_addr()) {
+            Ok(p) => p,
+            Err(status) => return Err(call.refuse(status)),
+        };
+        let selected = match self.upstreams.select(&request) {
+            Ok(selected) => selected,
+            Err(status) => return Err(call.refuse(status)),
+        };
+        let mut client = selected.client;
+        if let Some((traceparent, tracestate, trace_id)) = continue_trace(&span, request.metadata())
+        {
+            span.record("trace_id", trace_id.as_str());
+            for (name, value) in [
+                ("traceparent", Some(traceparent)),
+                ("tracestate", tracestate),
+            ] {
+                if let Some(value) = value.and_then(|v| v.parse().ok()) {
+                    client =
+                        client.with_header(reqwest::header::HeaderName::from_static(name), value);
+                }
+            }
+        }
+        let origin = client.origin().clone();
+        let upstream = Upstream {
+            client,
+            deadline: admission::deadline(&request),
+            caller,
+            profile: selected.profile,
+        };
+        let opened = async {
+            tokio::select! {
+                opened = rpc.open(upstream, request.into_inner()) => opened,
+                () = Self::forced_shutdown(self.shutdown.clone()) => {
+                    Err(Failure::Status(error::shutting_down()))
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(failure) => return Err(call.refuse(failure.into_status(&origin))),
+        };
+        if let Some(id) = opened
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("upstream_request_id", id);
+        }
+        Ok(Started {
+            call,
+            permit,
+            origin,
+            opened,
+        })
     }
 }

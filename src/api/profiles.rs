@@ -4,13 +4,13 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 
 use crate::{
     auth::Caller,
-    config::{ApiKey, Config, Profile, RetryPolicy, Timeouts, UpstreamConfig},
+    config::{Config, Profile, StartupError},
     error,
-    openai::{Observer, OpenAiClient},
+    openai::{ApiKey, Observer, OpenAiClient, UpstreamConfig},
     telemetry::Metrics,
 };
 
@@ -66,7 +66,7 @@ pub struct Selected {
 impl Upstreams {
     /// One client per profile (one pooled HTTP client each), built from the configuration,
     /// reporting upstream statuses and retries to `metrics` under the profile's name.
-    pub fn new(config: &Config, metrics: &Metrics) -> Result<Self, String> {
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Self, StartupError> {
         let single;
         let (default, profiles) = if config.profiles.named.is_empty() {
             single = BTreeMap::from([(
@@ -86,8 +86,10 @@ impl Upstreams {
                 metrics: metrics.clone(),
                 profile: name.clone(),
             });
-            let build = |u: &UpstreamConfig, r: &RetryPolicy, t: &Timeouts| {
-                OpenAiClient::new(u, r, t).map(|c| c.observed(observer.clone()))
+            let build = |u: &UpstreamConfig| {
+                OpenAiClient::new(u, &config.retry, &config.timeouts)
+                    .map(|c| c.observed(observer.clone()))
+                    .map_err(|e| StartupError::config(format!("profile {name:?}: {e}")))
             };
             let bare = UpstreamConfig {
                 api_key: None,
@@ -98,9 +100,8 @@ impl Upstreams {
             entries.insert(
                 name.clone(),
                 Entry {
-                    client: build(&profile.upstream, &config.retry, &config.timeouts)
-                        .map_err(|e| format!("profile {name:?}: {e}"))?,
-                    bare: build(&bare, &config.retry, &config.timeouts)?,
+                    client: build(&profile.upstream)?,
+                    bare: build(&bare)?,
                     callers: profile.callers.clone(),
                 },
             );
@@ -121,53 +122,25 @@ impl Upstreams {
         };
         let Some(entry) = self.profiles.get(&name) else {
             let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
-            return Err(error::refused(
-                Code::InvalidArgument,
-                "UNKNOWN_PROFILE",
-                &format!(
-                    "{PROFILE_HEADER}: no profile {name:?}; this gateway has {}",
-                    known.join(", ")
-                ),
-            ));
+            return Err(error::unknown_profile(PROFILE_HEADER, &name, &known));
         };
         if let Some(allowed) = &entry.callers {
             let caller = request.extensions().get::<Caller>();
             if !caller.is_some_and(|c| allowed.contains(&c.0)) {
-                return Err(error::refused(
-                    Code::PermissionDenied,
-                    "PROFILE_NOT_ALLOWED",
-                    &format!("this caller may not use the profile {name:?}"),
-                ));
+                return Err(error::profile_not_allowed(&name));
             }
         }
         let client = match metadata.get(CALLER_KEY_HEADER) {
             None => entry.client.clone(),
             Some(_) if !self.allow_caller_keys => {
-                return Err(error::refused(
-                    Code::PermissionDenied,
-                    "CALLER_KEYS_DISABLED",
-                    &format!(
-                        "{CALLER_KEY_HEADER}: this gateway does not accept callers' own OpenAI keys"
-                    ),
-                ));
+                return Err(error::caller_keys_disabled(CALLER_KEY_HEADER));
             }
-            Some(value) => {
-                let key = value
-                    .to_str()
-                    .ok()
-                    .and_then(|k| ApiKey::new(k).ok())
-                    .ok_or_else(|| {
-                        error::refused(
-                            Code::InvalidArgument,
-                            "INVALID_CALLER_KEY",
-                            &format!("{CALLER_KEY_HEADER}: not a usable key"),
-                        )
-                    })?;
-                entry
-                    .bare
-                    .with_key(&key)
-                    .map_err(|e| error::refused(Code::InvalidArgument, "INVALID_CALLER_KEY", &e))?
-            }
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|k| ApiKey::new(k).ok())
+                .and_then(|key| entry.bare.with_caller_key(&key))
+                .ok_or_else(|| error::invalid_caller_key(CALLER_KEY_HEADER))?,
         };
         Ok(Selected {
             client,

@@ -17,7 +17,7 @@ const METADATA_MAX_KEY: usize = 64;
 const METADATA_MAX_VALUE: usize = 512;
 
 /// Checks a `CreateResponseRequest`; an empty result means it may be sent.
-pub fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
+pub(super) fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
     let mut v = Vec::new();
     if req.model.trim().is_empty() {
         v.push(Violation::new(

@@ -14,7 +14,7 @@ use crate::{
 
 /// The image model families whose rules the gateway knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageModel {
+pub(super) enum ImageModel {
     /// `dall-e-2` (OpenAI's default when no model and no GPT-image-only field is given).
     DallE2,
     /// `dall-e-3`.
@@ -32,7 +32,7 @@ pub enum ImageModel {
 impl ImageModel {
     /// The family of the request's model. Without a model OpenAI picks `dall-e-2`, unless a
     /// GPT-image-only field is set, which implies a GPT image model.
-    pub fn of(req: &CreateImageRequest) -> Self {
+    pub(super) fn of(req: &CreateImageRequest) -> Self {
         match req.model.as_deref() {
             Some(m) => Self::named(m),
             None if gpt_only_field_set(req) => Self::GptImage {
@@ -43,7 +43,7 @@ impl ImageModel {
     }
 
     /// The family of a model id.
-    pub fn named(model: &str) -> Self {
+    pub(super) fn named(model: &str) -> Self {
         if model.starts_with("dall-e-2") {
             Self::DallE2
         } else if model.starts_with("dall-e-3") {
@@ -164,7 +164,7 @@ fn list(allowed: &[&str]) -> String {
 }
 
 /// Checks a `CreateImageRequest`; an empty result means it may be sent.
-pub fn create_image(req: &CreateImageRequest) -> Vec<Violation> {
+pub(super) fn create_image(req: &CreateImageRequest) -> Vec<Violation> {
     let mut v = Vec::new();
     let family = ImageModel::of(req);
     let model = family.name(req);
@@ -386,19 +386,19 @@ pub fn create_image(req: &CreateImageRequest) -> Vec<Violation> {
 }
 
 /// The most characters OpenAI accepts in `input` and in `instructions`.
-pub const SPEECH_MAX_CHARS: usize = 4096;
+pub(super) const SPEECH_MAX_CHARS: usize = 4096;
 
 /// The audio formats of the speech API.
-pub const SPEECH_FORMATS: [&str; 6] = ["mp3", "opus", "aac", "flac", "wav", "pcm"];
+pub(super) const SPEECH_FORMATS: [&str; 6] = ["mp3", "opus", "aac", "flac", "wav", "pcm"];
 
 /// Whether `model` is one of the original TTS models (`tts-1`, `tts-1-hd` and their snapshots),
 /// which support neither `instructions` nor `stream_format: sse`.
-pub fn is_classic_tts(model: &str) -> bool {
+pub(super) fn is_classic_tts(model: &str) -> bool {
     model.starts_with("tts-1")
 }
 
 /// Checks a `CreateSpeechRequest`; an empty result means it may be sent.
-pub fn create_speech(req: &CreateSpeechRequest) -> Vec<Violation> {
+pub(super) fn create_speech(req: &CreateSpeechRequest) -> Vec<Violation> {
     let mut v = Vec::new();
     if req.input.trim().is_empty() {
         v.push(Violation::new(

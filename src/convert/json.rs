@@ -493,15 +493,6 @@ impl Schema {
         M::decode(buf.as_slice())
     }
 
-    /// The JSON object `object` as a dynamic message of type `desc`.
-    pub fn from_json(&self, desc: &MessageDescriptor, object: Map<String, Json>) -> DynamicMessage {
-        let mut buf = Vec::with_capacity(256);
-        self.encode_object(desc, &Json::Object(object), &mut buf);
-        // Only nesting deeper than prost's recursion limit fails to decode.
-        DynamicMessage::decode(desc.clone(), buf.as_slice())
-            .unwrap_or_else(|_| DynamicMessage::new(desc.clone()))
-    }
-
     // --------------------------------------------------------------------------------------------
     // JSON -> protobuf wire bytes.
 

@@ -2,11 +2,15 @@
 //!
 //! [`json`] is the generic, descriptor-driven converter; [`doc`] is the borrowed JSON tree it
 //! reads on the hot path; [`responses`] applies it to the Responses API (request body out,
-//! stream events and Response objects in).
+//! stream events and Response objects in). [`images`] and [`speech`] convert the media APIs,
+//! sharing chunking, base64 and pass-through rules in [`media`].
 
 pub mod doc;
+pub mod images;
 pub mod json;
+pub mod media;
 pub mod responses;
+pub mod speech;
 
 use std::sync::LazyLock;
 

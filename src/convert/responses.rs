@@ -16,6 +16,7 @@ use super::{
 use crate::{
     openai::{ApiError, UpstreamError, UpstreamMeta},
     pb,
+    usage::Usage,
 };
 
 const ENVELOPE: &str = "openai_gateway.v1.CreateResponseResponse";
@@ -102,26 +103,11 @@ pub fn event(data: &[u8], meta: &UpstreamMeta) -> Result<Event, UpstreamError> {
     convert_event(&doc, outcome, meta, data.len())
 }
 
-/// The single message for a non-streamed call (`stream: false`): the Response arrives in the
-/// lifecycle variant matching its status (`failed`, `incomplete`, `queued`, `in_progress`),
-/// otherwise `completed`.
-pub fn non_streamed(response: Json, meta: &UpstreamMeta) -> Result<Event, UpstreamError> {
-    if !response.is_object() {
-        return Err(not_an_object(meta));
-    }
-    let kind = lifecycle_type(response.get("status").and_then(Json::as_str));
-    let mut object = Map::new();
-    object.insert("type".into(), Json::String(kind.into()));
-    object.insert("sequence_number".into(), Json::from(0));
-    object.insert("response".into(), response);
-    let object = Json::Object(object);
-    let outcome = outcome(Some(kind), &object, meta);
-    convert_event(&object, outcome, meta, 1024)
-}
-
-/// [`non_streamed`] from the raw body: parsing into a borrowed [`Doc`] instead of a
-/// `serde_json::Value` halves the CPU of converting a non-streamed call.
-pub fn non_streamed_body(body: &[u8], meta: &UpstreamMeta) -> Result<Event, UpstreamError> {
+/// The single message for a non-streamed call (`stream: false`), from the raw body: the
+/// Response arrives in the lifecycle variant matching its status (`failed`, `incomplete`,
+/// `queued`, `in_progress`), otherwise `completed`. Parsed into a borrowed [`Doc`], not a
+/// `serde_json::Value`: half the CPU of converting a non-streamed call.
+pub fn non_streamed(body: &[u8], meta: &UpstreamMeta) -> Result<Event, UpstreamError> {
     let response = Doc::parse(body).map_err(|e| UpstreamError::Decode {
         message: format!("the body is not JSON ({e})"),
         meta: meta.clone(),
@@ -137,6 +123,41 @@ pub fn non_streamed_body(body: &[u8], meta: &UpstreamMeta) -> Result<Event, Upst
     ]);
     let outcome = outcome(Some(kind), &object, meta);
     convert_event(&object, outcome, meta, body.len())
+}
+
+/// The model and token usage of a lifecycle message that carries a Response with usage
+/// (`completed`, `incomplete`, `failed`).
+pub fn usage(message: &pb::CreateResponseResponse) -> Option<Usage> {
+    use pb::create_response_response::Event as E;
+    let response = match message.event.as_ref()? {
+        E::Completed(e) | E::Incomplete(e) | E::Failed(e) => e.response.as_ref()?,
+        _ => return None,
+    };
+    let usage = response.usage.as_ref()?;
+    Some(Usage {
+        model: response.model.clone().unwrap_or_default(),
+        input_tokens: usage.input_tokens.unwrap_or(0),
+        output_tokens: usage.output_tokens.unwrap_or(0),
+        cached_input_tokens: usage
+            .input_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens),
+        reasoning_tokens: usage
+            .output_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens),
+    })
+}
+
+/// A gateway heartbeat: the `keepalive` variant without a `sequence_number` (OpenAI's own
+/// keepalive events carry one).
+pub fn keepalive() -> pb::CreateResponseResponse {
+    pb::CreateResponseResponse {
+        sequence_number: None,
+        event: Some(pb::create_response_response::Event::Keepalive(
+            pb::KeepaliveEvent::default(),
+        )),
+    }
 }
 
 fn not_an_object(meta: &UpstreamMeta) -> UpstreamError {
@@ -187,7 +208,7 @@ fn convert_event<N: Node>(
     let envelope = envelope();
     let mut wire = Vec::with_capacity(capacity);
     schema().encode_object(envelope, object, &mut wire);
-    if let Some(text) = object.get("response").and_then(output_text_of)
+    if let Some(text) = object.get("response").and_then(output_text)
         && let Some(kind) = object.get("type").and_then(N::as_str)
     {
         append_output_text(envelope, kind, &text, &mut wire);
@@ -202,11 +223,7 @@ fn convert_event<N: Node>(
 
 /// All `output_text` parts of all `message` items joined in order, as the OpenAI SDKs compute
 /// `response.output_text`. `None` when the object has no `output` array.
-pub fn output_text(response: &Json) -> Option<String> {
-    output_text_of(response)
-}
-
-fn output_text_of<N: Node>(response: &N) -> Option<String> {
+fn output_text<N: Node>(response: &N) -> Option<String> {
     let output = response.get("output")?.as_array()?;
     let mut text = String::new();
     for item in output {
@@ -332,20 +349,39 @@ mod tests {
     }
 
     #[test]
-    fn non_streamed_body_matches_non_streamed() {
+    fn non_streamed_is_the_terminal_event_of_its_status() {
         let completed: Json = serde_json::from_str(COMPLETED).unwrap();
-        for status in ["completed", "failed", "incomplete", "in_progress"] {
+        for (status, kind) in [
+            ("completed", "response.completed"),
+            ("failed", "response.failed"),
+            ("incomplete", "response.incomplete"),
+            ("in_progress", "response.in_progress"),
+            ("queued", "response.queued"),
+        ] {
             let mut response = completed["response"].clone();
             response["status"] = Json::from(status);
             let body = serde_json::to_vec(&response).unwrap();
             let meta = UpstreamMeta::default();
-            let a = non_streamed(response, &meta).unwrap();
-            let b = non_streamed_body(&body, &meta).unwrap();
-            assert_eq!(a.message, b.message, "{status}");
-            assert_eq!(a.outcome, b.outcome, "{status}");
+            let as_event =
+                serde_json::json!({"type": kind, "sequence_number": 0, "response": response});
+            let streamed = event(&serde_json::to_vec(&as_event).unwrap(), &meta).unwrap();
+            let single = non_streamed(&body, &meta).unwrap();
+            assert_eq!(single.message, streamed.message, "{status}");
+            assert_eq!(single.outcome, streamed.outcome, "{status}");
         }
-        assert!(non_streamed_body(b"[1]", &UpstreamMeta::default()).is_err());
-        assert!(non_streamed_body(b"{", &UpstreamMeta::default()).is_err());
+        assert!(non_streamed(b"[1]", &UpstreamMeta::default()).is_err());
+        assert!(non_streamed(b"{", &UpstreamMeta::default()).is_err());
+        let with_usage = non_streamed(
+            serde_json::to_vec(&completed["response"])
+                .unwrap()
+                .as_slice(),
+            &UpstreamMeta::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            usage(&with_usage.message).map(|u| (u.input_tokens, u.output_tokens, u.total())),
+            Some((9, 4, 13))
+        );
     }
 
     /// JSON equality where numbers compare by value (a double-typed field sends back `1.0`),

@@ -78,7 +78,7 @@ impl ApiError {
     }
 }
 
-/// The time limits of an upstream call (see [`crate::config::Timeouts`]).
+/// The time limits of an upstream call (see [`Timeouts`](super::Timeouts)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeLimit {
     /// Connecting took too long.

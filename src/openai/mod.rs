@@ -2,6 +2,7 @@
 //! SSE body decoded into events. Speaks JSON and HTTP only; never imports tonic, so it could be
 //! its own crate.
 
+mod config;
 mod error;
 pub mod retry;
 mod stream;
@@ -12,18 +13,28 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
+pub use config::{
+    ApiKey, BadBaseUrl, BadKey, DEFAULT_BASE_URL, KeyOwner, RetryPolicy, Timeouts, UpstreamConfig,
+};
 pub use error::{
     ApiError, TimeLimit, UpstreamError, UpstreamMeta, retry_after, retry_hint_in_message,
 };
 pub use stream::{ByteStream, EventStream, StreamEvent};
 
-use crate::config::{RetryPolicy, Timeouts, UpstreamConfig};
+/// Which upstream a client calls and with whose key: what an error message names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The base URL, without a trailing slash.
+    pub base_url: String,
+    /// Whose key the client sends.
+    pub key: KeyOwner,
+}
 
 /// A client for one upstream (base URL + credentials). Cheap to clone: clones share the pool.
 #[derive(Clone, Debug)]
 pub struct OpenAiClient {
     http: reqwest::Client,
-    base_url: String,
+    origin: std::sync::Arc<Origin>,
     retry: RetryPolicy,
     timeouts: Timeouts,
     /// Per-call headers: a caller-supplied key (see [`Self::with_key`]), trace context.
@@ -144,7 +155,10 @@ impl OpenAiClient {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             http,
-            base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
+            origin: std::sync::Arc::new(Origin {
+                base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
+                key: config.key_owner.clone(),
+            }),
             retry: retry.clone(),
             timeouts: timeouts.clone(),
             request_headers: Vec::new(),
@@ -160,12 +174,17 @@ impl OpenAiClient {
         }
     }
 
-    /// The same client (same pool) sending `key` as its bearer token.
-    pub fn with_key(&self, key: &crate::config::ApiKey) -> Result<Self, String> {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-            .map_err(|_| "the caller's OpenAI key is not a valid header value".to_owned())?;
+    /// The same client (same pool) sending the caller's own `key` as its bearer token. `None`
+    /// when the key cannot be a header value.
+    pub fn with_caller_key(&self, key: &ApiKey) -> Option<Self> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
         value.set_sensitive(true);
-        Ok(self.with_header(AUTHORIZATION, value))
+        let mut client = self.with_header(AUTHORIZATION, value);
+        client.origin = std::sync::Arc::new(Origin {
+            base_url: self.origin.base_url.clone(),
+            key: KeyOwner::Caller,
+        });
+        Some(client)
     }
 
     /// The same client (same pool) adding `name: value` to its requests.
@@ -176,9 +195,9 @@ impl OpenAiClient {
         client
     }
 
-    /// The base URL, without a trailing slash.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
+    /// The base URL (without a trailing slash) and whose key this client sends.
+    pub fn origin(&self) -> &std::sync::Arc<Origin> {
+        &self.origin
     }
 
     /// POSTs a JSON body to `path` (e.g. `/responses`) and checks the status before returning, so
@@ -238,7 +257,7 @@ impl OpenAiClient {
             Accept::EventStream => "text/event-stream",
             Accept::Any => "*/*",
         };
-        let mut request = self.http.post(format!("{}{path}", self.base_url));
+        let mut request = self.http.post(format!("{}{path}", self.origin.base_url));
         for (name, value) in &self.request_headers {
             request = request.header(name.clone(), value.clone());
         }
@@ -305,9 +324,8 @@ impl UpstreamResponse {
         self.response.headers()
     }
 
-    /// Reads the whole body as JSON, within the call's hard end (caller deadline or total
-    /// timeout).
-    pub async fn json(self) -> Result<serde_json::Value, UpstreamError> {
+    /// Reads the whole body, within the call's hard end (caller deadline or total timeout).
+    pub async fn body(self) -> Result<Bytes, UpstreamError> {
         let meta = self.meta;
         let read = async {
             self.response
@@ -318,11 +336,7 @@ impl UpstreamResponse {
                     meta: meta.clone(),
                 })
         };
-        let body = within(self.budget.end, read).await?;
-        serde_json::from_slice(&body).map_err(|e| UpstreamError::Decode {
-            message: format!("the body is not JSON ({e})"),
-            meta,
-        })
+        within(self.budget.end, read).await
     }
 
     /// Decodes the body as server-sent events. Fails at once if the server did not answer with

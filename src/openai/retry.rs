@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use super::RetryPolicy;
 use super::UpstreamError;
-use crate::config::RetryPolicy;
 
 /// Whether `err` is worth another attempt: nothing was sent to the caller yet (the client only
 /// retries before returning a response), and the failure is transient.

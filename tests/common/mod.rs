@@ -1,11 +1,12 @@
 //! Test harness: the fake OpenAI and a gateway pointed at it, both on 127.0.0.1:0.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::{net::SocketAddr, path::PathBuf, sync::OnceLock, time::Duration};
 
 use openai_grpc_gateway::{
-    config::{ApiKey, Config, Drain, UpstreamConfig},
+    config::{Config, Drain},
     fake::FakeOpenAi,
+    openai::{ApiKey, UpstreamConfig},
     pb::{
         CreateResponseRequest, CreateResponseResponse,
         responses_service_client::ResponsesServiceClient,

@@ -1,0 +1,149 @@
+//! The stream pump: forwards what one upstream call produces to the caller through a bounded
+//! channel, with heartbeats during silences, until the stream ends, the caller goes away, or a
+//! forced shutdown ends it.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::mpsc, time::Instant};
+use tonic::Status;
+
+use super::{admission::Permit, call::Failure};
+use crate::{openai::Origin, telemetry::Call, usage::Usage};
+
+/// One step of a stream, as a [`Source`] produces it.
+#[derive(Debug)]
+pub enum Step<M> {
+    /// Send this message and continue.
+    Send(M),
+    /// Send this message, then end the stream normally.
+    Last(M),
+    /// Send this message, then end the stream with this failure's status.
+    SendThenFail(M, Failure),
+    /// End the stream with this failure's status.
+    Fail(Failure),
+    /// End the stream normally.
+    End,
+}
+
+/// Where a stream pump gets its messages: one upstream call. Dropping it closes the upstream
+/// request.
+pub trait Source: Send + 'static {
+    /// The gRPC message type.
+    type Message: Send + 'static;
+    /// The next step. Must be cancel-safe: it is dropped when a heartbeat is due.
+    fn next(&mut self) -> impl Future<Output = Step<Self::Message>> + Send;
+    /// A gateway keepalive message, sent during long silences.
+    fn keepalive(&self) -> Self::Message;
+    /// The token usage a final message reports, for metrics and the call's span.
+    fn usage(&self, _message: &Self::Message) -> Option<Usage> {
+        None
+    }
+}
+
+/// What a pump needs besides its source and the caller's channel.
+#[derive(Debug)]
+pub(crate) struct Pumped {
+    /// The call's metrics and span.
+    pub(crate) call: Call,
+    /// The admission slot, freed when the pump ends.
+    pub(crate) permit: Permit,
+    /// The upstream, for error messages.
+    pub(crate) origin: Arc<Origin>,
+    /// Heartbeat interval, if any.
+    pub(crate) heartbeat: Option<Duration>,
+}
+
+/// Forwards what `source` produces into `tx` until the stream ends, the caller goes away (then
+/// it returns at once, dropping `source`, which aborts the upstream request), or `forced`
+/// (a shutdown's drain timeout) ends it with UNAVAILABLE. During silences longer than the
+/// heartbeat interval it sends a keepalive so mesh idle timeouts do not cut a live stream.
+pub(crate) async fn pump<S: Source>(
+    tx: mpsc::Sender<Result<S::Message, Status>>,
+    mut source: S,
+    pumped: Pumped,
+    forced: impl Future<Output = ()>,
+) {
+    let Pumped {
+        mut call,
+        permit,
+        origin,
+        heartbeat: interval,
+    } = pumped;
+    let _permit = permit;
+    let fail = |failure: Failure| failure.into_status(&origin);
+    // Built once per stream, not per event: the caller-gone and shutdown futures, and one
+    // heartbeat timer that is re-armed only when it fires (a per-event timer-wheel insert and
+    // remove was a measurable share of the gateway's CPU per event; BENCHMARKS.md).
+    let closed = tx.closed();
+    let mut last_sent = Instant::now();
+    let heartbeat = tokio::time::sleep_until(last_sent + interval.unwrap_or(NEVER));
+    tokio::pin!(closed, forced, heartbeat);
+    loop {
+        let waiting_since = Instant::now();
+        let step = tokio::select! {
+            biased;
+            () = &mut closed => return call.finish(tonic::Code::Cancelled),
+            () = &mut forced => Step::Fail(Failure::Status(crate::error::shutting_down())),
+            step = source.next() => step,
+            () = &mut heartbeat, if interval.is_some() => {
+                let due = last_sent + interval.unwrap_or(NEVER);
+                if Instant::now() >= due {
+                    if send(&tx, Ok(source.keepalive()), &mut call).await.is_err() {
+                        return call.finish(tonic::Code::Cancelled);
+                    }
+                    last_sent = Instant::now();
+                }
+                heartbeat.as_mut().reset(last_sent + interval.unwrap_or(NEVER));
+                continue;
+            }
+        };
+        call.waited(waiting_since.elapsed());
+        let (message, end) = match step {
+            Step::Send(m) => (Some(m), None),
+            Step::Last(m) => (Some(m), Some(Ok(()))),
+            Step::SendThenFail(m, failure) => (Some(m), Some(Err(fail(failure)))),
+            Step::Fail(failure) => (None, Some(Err(fail(failure)))),
+            Step::End => (None, Some(Ok(()))),
+        };
+        if let Some(m) = message {
+            if end.is_some()
+                && let Some(usage) = source.usage(&m)
+            {
+                call.usage(&usage);
+            }
+            // A full channel waits here: the upstream is not read while the caller is behind.
+            if send(&tx, Ok(m), &mut call).await.is_err() {
+                return call.finish(tonic::Code::Cancelled);
+            }
+            last_sent = Instant::now();
+        }
+        match end {
+            None => {}
+            Some(Ok(())) => return call.finish(tonic::Code::Ok),
+            Some(Err(status)) => {
+                let code = status.code();
+                let _ = send(&tx, Err(status), &mut call).await;
+                return call.finish(code);
+            }
+        }
+    }
+}
+
+/// "No heartbeat": far enough away never to fire.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Sends one item, counting the time blocked on a slow caller as waiting (not overhead).
+async fn send<M>(
+    tx: &mpsc::Sender<Result<M, Status>>,
+    item: Result<M, Status>,
+    call: &mut Call,
+) -> Result<(), ()> {
+    let first = item.is_ok();
+    let since = Instant::now();
+    let sent = tx.send(item).await.map_err(|_| ());
+    call.waited(since.elapsed());
+    if first && sent.is_ok() {
+        call.first_event();
+    }
+    sent
+}
