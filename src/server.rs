@@ -11,10 +11,7 @@ use tonic::{
 };
 
 use crate::{
-    api::{
-        admission::stamp_arrival, call::CallContext, images::ImagesApi, profiles::Upstreams,
-        responses::ResponsesApi, speech::SpeechApi,
-    },
+    api::{admission::stamp_arrival, call::CallContext, profiles::Upstreams},
     auth::CallerAuth,
     config::{Config, StartupError},
     pb::{
@@ -89,16 +86,20 @@ pub async fn run_with_metrics(
             )
         };
     }
-    let responses = api_service!(ResponsesServiceServer, ResponsesApi::new(ctx.clone()));
-    let images = api_service!(ImagesServiceServer, ImagesApi::new(ctx.clone()));
-    let speech = api_service!(SpeechServiceServer, SpeechApi::new(ctx));
+    let responses = api_service!(ResponsesServiceServer, ctx.clone());
+    let images = api_service!(ImagesServiceServer, ctx.clone());
+    let speech = api_service!(SpeechServiceServer, ctx);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<ResponsesServiceServer<ResponsesApi>>()
+        .set_serving::<ResponsesServiceServer<CallContext>>()
         .await;
-    health.set_serving::<ImagesServiceServer<ImagesApi>>().await;
-    health.set_serving::<SpeechServiceServer<SpeechApi>>().await;
+    health
+        .set_serving::<ImagesServiceServer<CallContext>>()
+        .await;
+    health
+        .set_serving::<SpeechServiceServer<CallContext>>()
+        .await;
 
     // Reflection knows our contract plus the health and google.rpc error-detail types, so
     // grpcurl can describe every service and decode the details of an error status.
@@ -135,13 +136,13 @@ pub async fn run_with_metrics(
             "shutting down: health NOT_SERVING, still serving during the drain delay"
         );
         health
-            .set_not_serving::<ResponsesServiceServer<ResponsesApi>>()
+            .set_not_serving::<ResponsesServiceServer<CallContext>>()
             .await;
         health
-            .set_not_serving::<ImagesServiceServer<ImagesApi>>()
+            .set_not_serving::<ImagesServiceServer<CallContext>>()
             .await;
         health
-            .set_not_serving::<SpeechServiceServer<SpeechApi>>()
+            .set_not_serving::<SpeechServiceServer<CallContext>>()
             .await;
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)

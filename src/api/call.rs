@@ -35,31 +35,69 @@ use crate::{
     auth::Caller,
     config::Limits,
     error::{self, Violation},
-    openai::{OpenAiClient, Origin, UpstreamError},
+    openai::{Accept, OpenAiClient, Origin, UpstreamError, UpstreamResponse},
     telemetry::{Call, Metrics, continue_trace},
     usage::Usage,
 };
 
+/// Implements a tonic service trait on [`CallContext`]: each RPC, one line, runs its [`Rpc`]
+/// through the call path. `stream method(Rpc) -> StreamType;` for server-streaming RPCs (the
+/// trait's associated stream type), `unary method(Rpc);` for unary ones.
+macro_rules! serve {
+    ($service:ident {
+        $(stream $s_method:ident($s_rpc:ident) -> $s_stream:ident;)*
+        $(unary $u_method:ident($u_rpc:ident);)*
+    }) => {
+        #[tonic::async_trait]
+        impl $service for $crate::api::call::CallContext {
+            $(
+                type $s_stream = $crate::api::call::ReplyStream<<$s_rpc as $crate::api::call::Rpc>::Message>;
+
+                async fn $s_method(
+                    &self,
+                    request: tonic::Request<<$s_rpc as $crate::api::call::Rpc>::Request>,
+                ) -> Result<tonic::Response<Self::$s_stream>, tonic::Status> {
+                    self.streaming(&$s_rpc, request).await
+                }
+            )*
+            $(
+                async fn $u_method(
+                    &self,
+                    request: tonic::Request<<$u_rpc as $crate::api::call::Rpc>::Request>,
+                ) -> Result<tonic::Response<<$u_rpc as $crate::api::call::Rpc>::Message>, tonic::Status> {
+                    self.unary(&$u_rpc, request).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use serve;
+
 /// The stream a server-streaming RPC returns.
 pub type ReplyStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send + 'static>>;
+
+/// A request message the call path checks before anything else (implemented next to each
+/// request's validation rules).
+pub trait Checked {
+    /// The model the request names, for the span ("" when it names none).
+    fn model(&self) -> &str {
+        ""
+    }
+    /// Every problem with the request, found without any upstream call (OpenAI's stated
+    /// constraints only: where the spec is silent, OpenAI decides).
+    fn violations(&self) -> Vec<Violation>;
+}
 
 /// One RPC's own parts: everything the shared call path cannot know.
 pub trait Rpc: Send + Sync + 'static {
     /// The gRPC request message.
-    type Request: Send + 'static;
+    type Request: Checked + Send + 'static;
     /// The gRPC reply message: the one message of a unary RPC, each message of a stream.
     type Message: Send + 'static;
     /// What a streamed answer reads from ([`NoStream`] for RPCs that never stream).
     type Source: Source<Message = Self::Message>;
     /// The RPC's name in metrics, spans and logs.
     const METHOD: &'static str;
-    /// The model the request names, for the span ("" when it names none).
-    fn model(_request: &Self::Request) -> &str {
-        ""
-    }
-    /// Every problem with the request, found without any upstream call (OpenAI's stated
-    /// constraints only: where the spec is silent, OpenAI decides).
-    fn validate(request: &Self::Request) -> Vec<Violation>;
     /// Makes the upstream call and converts what comes back.
     fn open(
         &self,
@@ -79,6 +117,20 @@ pub struct Upstream {
     pub caller: Option<String>,
     /// The profile the call uses.
     pub profile: String,
+}
+
+impl Upstream {
+    /// POSTs a JSON `body` to `path` within the caller's deadline; the HTTP status is checked.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: bytes::Bytes,
+        accept: Accept,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        self.client
+            .post_json(path, body, accept, self.deadline)
+            .await
+    }
 }
 
 /// Why a call failed: at the upstream (mapped to a status by [`crate::error::upstream`]), or
@@ -224,7 +276,8 @@ fn with_upstream_metadata<T>(body: T, headers: &HeaderMap) -> Response<T> {
     response
 }
 
-/// Everything the call path shares across calls. Cheap to clone.
+/// Everything the call path shares across calls. Cheap to clone. It is also what serves every
+/// gRPC service: each service file implements its tonic trait on it, one line per RPC.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     admission: Admission,
@@ -361,13 +414,13 @@ impl CallContext {
             .get(PROFILE_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let span = crate::rpc_span!(R::METHOD, R::model(request.get_ref()), profile);
+        let span = crate::rpc_span!(R::METHOD, request.get_ref().model(), profile);
         let caller = request.extensions().get::<Caller>().map(|c| c.0.clone());
         if let Some(caller) = &caller {
             span.record("caller", caller.as_str());
         }
         let call = self.metrics.start(R::METHOD, span.clone());
-        let violations = R::validate(request.get_ref());
+        let violations = request.get_ref().violations();
         if !violations.is_empty() {
             return Err(call.refuse(error::invalid_argument(&violations)));
         }

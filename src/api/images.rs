@@ -6,50 +6,23 @@
 //! With `partial_images > 0` the upstream call is streamed (`stream: true`) and each preview is
 //! forwarded as it arrives.
 
-use std::collections::VecDeque;
-
-use tonic::{Request, Response, Status};
-
 use super::{
-    call::{CallContext, Failure, Opened, ReplyStream, Rpc, Upstream},
-    pump::{Source, Step},
-    validate_media,
+    call::{Failure, Opened, Rpc, Upstream, serve},
+    pump::{Pending, Source, Step},
 };
 use crate::{
     convert::images as convert,
-    error::Violation,
     openai::{Accept, EventStream, UpstreamError},
     pb::{CreateImageRequest, CreateImageResponse, images_service_server::ImagesService},
     usage::Usage,
 };
 
-/// The `ImagesService` implementation.
-#[derive(Debug, Clone)]
-pub struct ImagesApi {
-    ctx: CallContext,
-}
-
-impl ImagesApi {
-    /// The service, running its RPCs through `ctx`.
-    pub fn new(ctx: CallContext) -> Self {
-        Self { ctx }
-    }
-}
-
-#[tonic::async_trait]
-impl ImagesService for ImagesApi {
-    type CreateImageStream = ReplyStream<CreateImageResponse>;
-
-    async fn create_image(
-        &self,
-        request: Request<CreateImageRequest>,
-    ) -> Result<Response<Self::CreateImageStream>, Status> {
-        self.ctx.streaming(&CreateImage, request).await
-    }
-}
+serve!(ImagesService {
+    stream create_image(CreateImage) -> CreateImageStream;
+});
 
 /// `CreateImage`: `POST /images/generations`.
-struct CreateImage;
+pub struct CreateImage;
 
 impl Rpc for CreateImage {
     type Request = CreateImageRequest;
@@ -57,37 +30,22 @@ impl Rpc for CreateImage {
     type Source = Previews;
     const METHOD: &'static str = "CreateImage";
 
-    fn model(request: &CreateImageRequest) -> &str {
-        request.model.as_deref().unwrap_or_default()
-    }
-
-    fn validate(request: &CreateImageRequest) -> Vec<Violation> {
-        validate_media::create_image(request)
-    }
-
     async fn open(
         &self,
         upstream: Upstream,
         request: CreateImageRequest,
     ) -> Result<Opened<CreateImageResponse, Previews>, Failure> {
-        let model = Self::model(&request).to_owned();
+        let model = request.model().to_owned();
         let stream = request.partial_images.unwrap_or(0) > 0;
         let body = convert::request_body(&request, stream);
-        let accept = if stream {
-            Accept::EventStream
-        } else {
-            Accept::Json
-        };
         let response = upstream
-            .client
-            .post_json("/images/generations", body, accept, upstream.deadline)
+            .post("/images/generations", body, Accept::stream_if(stream))
             .await?;
         let headers = response.headers().clone();
         if stream {
             let previews = Previews {
                 events: response.events()?,
-                pending: VecDeque::new(),
-                complete: false,
+                pending: Pending::new([]),
                 model,
             };
             return Ok(Opened::stream(headers, previews));
@@ -100,12 +58,10 @@ impl Rpc for CreateImage {
 }
 
 /// A streamed generation as a [`Source`]: one upstream event becomes several messages (an
-/// image's chunks), queued in `pending` and handed out one at a time.
-struct Previews {
+/// image's chunks), queued in `pending`.
+pub struct Previews {
     events: EventStream,
-    pending: VecDeque<CreateImageResponse>,
-    /// The final image was converted: the last pending message ends the stream.
-    complete: bool,
+    pending: Pending<CreateImageResponse>,
     /// The requested model, under which token usage is counted.
     model: String,
 }
@@ -115,16 +71,8 @@ impl Source for Previews {
 
     async fn next(&mut self) -> Step<CreateImageResponse> {
         loop {
-            // Popping is synchronous, so a `next` dropped for a heartbeat loses nothing.
-            if let Some(message) = self.pending.pop_front() {
-                return if self.complete && self.pending.is_empty() {
-                    Step::Last(message)
-                } else {
-                    Step::Send(message)
-                };
-            }
-            if self.complete {
-                return Step::End;
+            if let Some(step) = self.pending.take() {
+                return step;
             }
             let converted = match self.events.next().await {
                 Some(Ok(event)) => convert::stream_event(&event.data, self.events.meta()),
@@ -138,7 +86,9 @@ impl Source for Previews {
             match converted {
                 Ok(converted) => {
                     self.pending.extend(converted.messages);
-                    self.complete = converted.complete;
+                    if converted.complete {
+                        self.pending.complete();
+                    }
                 }
                 Err(e) => return Step::Fail(e.into()),
             }

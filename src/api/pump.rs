@@ -2,7 +2,7 @@
 //! channel, with heartbeats during silences, until the stream ends, the caller goes away, or a
 //! forced shutdown ends it.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, time::Instant};
 use tonic::Status;
@@ -37,6 +37,44 @@ pub trait Source: Send + 'static {
     /// The token usage a final message reports, for metrics and the call's span.
     fn usage(&self, _message: &Self::Message) -> Option<Usage> {
         None
+    }
+}
+
+/// Messages converted ahead of sending (one upstream event can become several messages),
+/// handed out one at a time. Taking from it is synchronous, so a [`Source::next`] dropped for a
+/// heartbeat loses nothing.
+#[derive(Debug)]
+pub struct Pending<M> {
+    queue: VecDeque<M>,
+    complete: bool,
+}
+
+impl<M> Pending<M> {
+    /// A queue holding `first` (e.g. a start message).
+    pub fn new(first: impl IntoIterator<Item = M>) -> Self {
+        Self {
+            queue: first.into_iter().collect(),
+            complete: false,
+        }
+    }
+
+    /// Queues messages to send.
+    pub fn extend(&mut self, messages: impl IntoIterator<Item = M>) {
+        self.queue.extend(messages);
+    }
+
+    /// The last queued message ends the stream.
+    pub fn complete(&mut self) {
+        self.complete = true;
+    }
+
+    /// The next step from what is queued, or `None` when the upstream must be read.
+    pub fn take(&mut self) -> Option<Step<M>> {
+        match self.queue.pop_front() {
+            Some(m) if self.complete && self.queue.is_empty() => Some(Step::Last(m)),
+            Some(m) => Some(Step::Send(m)),
+            None => self.complete.then_some(Step::End),
+        }
     }
 }
 

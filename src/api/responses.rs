@@ -5,16 +5,12 @@
 //! mapped status; a broken or truncated upstream ends it with UNAVAILABLE. When the caller goes
 //! away the pump stops and drops the upstream request at once.
 
-use tonic::{Request, Response, Status};
-
 use super::{
-    call::{CallContext, Failure, Opened, ReplyStream, Rpc, Upstream},
+    call::{Failure, Opened, Rpc, Upstream, serve},
     pump::{Source, Step},
-    validate,
 };
 use crate::{
     convert::responses::{self as convert, Outcome},
-    error::Violation,
     openai::{Accept, EventStream, UpstreamError},
     pb::{
         CreateResponseRequest, CreateResponseResponse, responses_service_server::ResponsesService,
@@ -22,47 +18,18 @@ use crate::{
     usage::Usage,
 };
 
-/// The `ResponsesService` implementation.
-#[derive(Debug, Clone)]
-pub struct ResponsesApi {
-    ctx: CallContext,
-}
-
-impl ResponsesApi {
-    /// The service, running its RPCs through `ctx`.
-    pub fn new(ctx: CallContext) -> Self {
-        Self { ctx }
-    }
-}
-
-#[tonic::async_trait]
-impl ResponsesService for ResponsesApi {
-    type CreateResponseStream = ReplyStream<CreateResponseResponse>;
-
-    async fn create_response(
-        &self,
-        request: Request<CreateResponseRequest>,
-    ) -> Result<Response<Self::CreateResponseStream>, Status> {
-        self.ctx.streaming(&CreateResponse, request).await
-    }
-}
+serve!(ResponsesService {
+    stream create_response(CreateResponse) -> CreateResponseStream;
+});
 
 /// `CreateResponse`: `POST /responses`, streamed or not.
-struct CreateResponse;
+pub struct CreateResponse;
 
 impl Rpc for CreateResponse {
     type Request = CreateResponseRequest;
     type Message = CreateResponseResponse;
     type Source = Events;
     const METHOD: &'static str = "CreateResponse";
-
-    fn model(request: &CreateResponseRequest) -> &str {
-        &request.model
-    }
-
-    fn validate(request: &CreateResponseRequest) -> Vec<Violation> {
-        validate::create_response(request)
-    }
 
     async fn open(
         &self,
@@ -71,14 +38,8 @@ impl Rpc for CreateResponse {
     ) -> Result<Opened<CreateResponseResponse, Events>, Failure> {
         let stream = request.stream.unwrap_or(true);
         let body = convert::request_body(&request, stream);
-        let accept = if stream {
-            Accept::EventStream
-        } else {
-            Accept::Json
-        };
         let response = upstream
-            .client
-            .post_json("/responses", body, accept, upstream.deadline)
+            .post("/responses", body, Accept::stream_if(stream))
             .await?;
         let headers = response.headers().clone();
         if stream {
@@ -101,7 +62,7 @@ impl Rpc for CreateResponse {
 }
 
 /// One upstream Responses stream as a [`Source`] of typed events.
-struct Events(EventStream);
+pub struct Events(EventStream);
 
 impl Source for Events {
     type Message = CreateResponseResponse;

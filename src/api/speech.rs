@@ -6,65 +6,31 @@
 //! Which one arrived is decided by the upstream `Content-Type`, so an OpenAI-compatible server
 //! that ignores `stream_format` still works.
 
-use std::collections::VecDeque;
-
-use reqwest::header::CONTENT_TYPE;
-use tonic::{Request, Response, Status};
-
 use super::{
-    call::{CallContext, Failure, Opened, ReplyStream, Rpc, Upstream},
-    pump::{Source, Step},
-    validate_media::{self, is_classic_tts},
+    call::{Failure, Opened, Rpc, Upstream, serve},
+    pump::{Pending, Source, Step},
+    validate_media::is_classic_tts,
 };
 use crate::{
     convert::speech::{self as convert, Converted},
-    error::Violation,
     openai::{Accept, ByteStream, EventStream, UpstreamError},
     pb::{CreateSpeechRequest, CreateSpeechResponse, speech_service_server::SpeechService},
     usage::Usage,
 };
+use reqwest::header::CONTENT_TYPE;
 
-/// The `SpeechService` implementation.
-#[derive(Debug, Clone)]
-pub struct SpeechApi {
-    ctx: CallContext,
-}
-
-impl SpeechApi {
-    /// The service, running its RPCs through `ctx`.
-    pub fn new(ctx: CallContext) -> Self {
-        Self { ctx }
-    }
-}
-
-#[tonic::async_trait]
-impl SpeechService for SpeechApi {
-    type CreateSpeechStream = ReplyStream<CreateSpeechResponse>;
-
-    async fn create_speech(
-        &self,
-        request: Request<CreateSpeechRequest>,
-    ) -> Result<Response<Self::CreateSpeechStream>, Status> {
-        self.ctx.streaming(&CreateSpeech, request).await
-    }
-}
+serve!(SpeechService {
+    stream create_speech(CreateSpeech) -> CreateSpeechStream;
+});
 
 /// `CreateSpeech`: `POST /audio/speech`.
-struct CreateSpeech;
+pub struct CreateSpeech;
 
 impl Rpc for CreateSpeech {
     type Request = CreateSpeechRequest;
     type Message = CreateSpeechResponse;
     type Source = Audio;
     const METHOD: &'static str = "CreateSpeech";
-
-    fn model(request: &CreateSpeechRequest) -> &str {
-        &request.model
-    }
-
-    fn validate(request: &CreateSpeechRequest) -> Vec<Violation> {
-        validate_media::create_speech(request)
-    }
 
     async fn open(
         &self,
@@ -79,10 +45,7 @@ impl Rpc for CreateSpeech {
         };
         let body = convert::request_body(&request, sse);
         let format = request.response_format.as_deref().unwrap_or("mp3");
-        let response = upstream
-            .client
-            .post_json("/audio/speech", body, accept, upstream.deadline)
-            .await?;
+        let response = upstream.post("/audio/speech", body, accept).await?;
         let headers = response.headers().clone();
         let content_type = headers
             .get(CONTENT_TYPE)
@@ -102,9 +65,8 @@ impl Rpc for CreateSpeech {
         };
         let audio = Audio {
             body,
-            pending: VecDeque::from([start]),
+            pending: Pending::new([start]),
             offset: 0,
-            finished: false,
             model: request.model,
         };
         Ok(Opened::stream(headers, audio))
@@ -112,7 +74,7 @@ impl Rpc for CreateSpeech {
 }
 
 /// The upstream body: raw audio, or SSE events carrying base64 audio.
-enum Body {
+pub enum Body {
     /// A chunked audio body (`stream_format: audio`), read under the call's time limits.
     Raw(ByteStream),
     /// `stream_format: sse`.
@@ -121,14 +83,12 @@ enum Body {
 
 /// One upstream speech call as a [`Source`]: `start`, then audio chunks as they arrive, then
 /// `done`.
-struct Audio {
+pub struct Audio {
     body: Body,
     /// Messages ready to send (the start message; the pieces of a split upstream chunk).
-    pending: VecDeque<CreateSpeechResponse>,
+    pending: Pending<CreateSpeechResponse>,
     /// Audio bytes converted so far.
     offset: i64,
-    /// `done` is queued: the last pending message ends the stream.
-    finished: bool,
     /// The requested model, under which token usage is counted.
     model: String,
 }
@@ -160,16 +120,8 @@ impl Source for Audio {
 
     async fn next(&mut self) -> Step<CreateSpeechResponse> {
         loop {
-            // Popping is synchronous, so a `next` dropped for a heartbeat loses nothing.
-            if let Some(message) = self.pending.pop_front() {
-                return if self.finished && self.pending.is_empty() {
-                    Step::Last(message)
-                } else {
-                    Step::Send(message)
-                };
-            }
-            if self.finished {
-                return Step::End;
+            if let Some(step) = self.pending.take() {
+                return step;
             }
             match self.read().await {
                 Ok(Converted::Audio(audio)) => {
@@ -177,10 +129,10 @@ impl Source for Audio {
                     self.pending.extend(chunks);
                 }
                 Ok(Converted::Done(usage)) => {
-                    self.pending.push_back(convert::done(self.offset, usage));
-                    self.finished = true;
+                    self.pending.extend([convert::done(self.offset, usage)]);
+                    self.pending.complete();
                 }
-                Ok(Converted::Unknown(Some(message))) => self.pending.push_back(message),
+                Ok(Converted::Unknown(Some(message))) => self.pending.extend([message]),
                 Ok(Converted::Unknown(None)) => {}
                 Err(e) => return Step::Fail(e.into()),
             }

@@ -3,6 +3,7 @@
 //! OpenAI documents as fixed are enforced here; open sets (models, effort levels, service tiers,
 //! include values) are left for OpenAI to judge, so new values work the day they ship.
 
+use super::call::Checked;
 use crate::{
     error::Violation,
     pb::{
@@ -17,7 +18,17 @@ const METADATA_MAX_KEY: usize = 64;
 const METADATA_MAX_VALUE: usize = 512;
 
 /// Checks a `CreateResponseRequest`; an empty result means it may be sent.
-pub(super) fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
+impl Checked for CreateResponseRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn violations(&self) -> Vec<Violation> {
+        create_response(self)
+    }
+}
+
+fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
     let mut v = Vec::new();
     if req.model.trim().is_empty() {
         v.push(Violation::new(

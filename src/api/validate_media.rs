@@ -7,6 +7,7 @@
 //! 0-100, `partial_images` 0-3), because OpenAI adds image models often and each new one should
 //! work the day it ships.
 
+use super::call::Checked;
 use crate::{
     error::Violation,
     pb::{CreateImageRequest, CreateSpeechRequest},
@@ -164,7 +165,17 @@ fn list(allowed: &[&str]) -> String {
 }
 
 /// Checks a `CreateImageRequest`; an empty result means it may be sent.
-pub(super) fn create_image(req: &CreateImageRequest) -> Vec<Violation> {
+impl Checked for CreateImageRequest {
+    fn model(&self) -> &str {
+        self.model.as_deref().unwrap_or_default()
+    }
+
+    fn violations(&self) -> Vec<Violation> {
+        create_image(self)
+    }
+}
+
+fn create_image(req: &CreateImageRequest) -> Vec<Violation> {
     let mut v = Vec::new();
     let family = ImageModel::of(req);
     let model = family.name(req);
@@ -398,7 +409,17 @@ pub(super) fn is_classic_tts(model: &str) -> bool {
 }
 
 /// Checks a `CreateSpeechRequest`; an empty result means it may be sent.
-pub(super) fn create_speech(req: &CreateSpeechRequest) -> Vec<Violation> {
+impl Checked for CreateSpeechRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn violations(&self) -> Vec<Violation> {
+        create_speech(self)
+    }
+}
+
+fn create_speech(req: &CreateSpeechRequest) -> Vec<Violation> {
     let mut v = Vec::new();
     if req.input.trim().is_empty() {
         v.push(Violation::new(

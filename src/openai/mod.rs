@@ -113,6 +113,17 @@ pub enum Accept {
     Any,
 }
 
+impl Accept {
+    /// [`Accept::EventStream`] for a streamed call, else [`Accept::Json`].
+    pub fn stream_if(stream: bool) -> Self {
+        if stream {
+            Self::EventStream
+        } else {
+            Self::Json
+        }
+    }
+}
+
 impl OpenAiClient {
     /// Builds the client. Fails only on header values that cannot be sent (reported at start-up).
     pub fn new(
