@@ -3,9 +3,11 @@
 //! It follows the "interpreting an event stream" rules of the WHATWG HTML standard
 //! (server-sent events): lines end in LF, CR or CRLF (also when the CR and the LF arrive in
 //! different chunks), one leading byte order mark is skipped, `:` lines are comments, one space
-//! after a field's colon is stripped, `data` lines are joined with `\n`, `id` sets the last event
-//! ID unless it contains NUL, `retry` must be ASCII digits, unknown fields are ignored, and an
-//! empty line dispatches the event unless no `data` line was seen. Bytes may be split anywhere;
+//! after a field's colon is stripped, `data` lines are joined with `\n`, and an empty line
+//! dispatches the event unless no `data` line was seen. `id` and `retry` lines are read and
+//! ignored like unknown fields: they serve a browser's automatic reconnection, which the
+//! gateway does not do through the SSE id (OpenAI sends neither; a Responses stream resumes by
+//! `sequence_number`). Bytes may be split anywhere;
 //! only complete lines are interpreted. Invalid UTF-8 is replaced with U+FFFD
 //! ([`String::from_utf8_lossy`] semantics), so [`SseEvent::data`] is always valid UTF-8.
 //! `data: [DONE]` is not special here: the caller decides what it means.
@@ -45,11 +47,6 @@ pub struct SseEvent {
     /// The `data:` lines joined with '\n'. Bytes, so the caller can parse JSON without another
     /// copy. Always valid UTF-8 (invalid input bytes are replaced with U+FFFD).
     pub data: Bytes,
-    /// The last `id:` field seen so far in the stream (spec: the "last event ID"), if any. An
-    /// empty `id:` value resets it to None, as the spec's empty last event ID means "none".
-    pub id: Option<String>,
-    /// The `retry:` value in ms from this event block, if any.
-    pub retry: Option<u64>,
 }
 
 /// Why the decoder could not produce an event.
@@ -104,12 +101,6 @@ pub struct SseDecoder {
     event: Option<String>,
     /// The data buffer of the current block.
     data: DataBuf,
-    /// The `retry` value of the current block.
-    retry: Option<u64>,
-    /// The last event ID buffer; survives dispatch (and `finish`).
-    last_id: Option<String>,
-    /// The last valid `retry` value of the stream; survives dispatch (and `finish`).
-    reconnection_time: Option<u64>,
     /// Bytes of complete lines in the current block, for the size limit.
     block_bytes: usize,
     /// A field line (not a comment) was read in the current block.
@@ -143,9 +134,6 @@ impl SseDecoder {
             bom_pending: true,
             event: None,
             data: DataBuf::None,
-            retry: None,
-            last_id: None,
-            reconnection_time: None,
             block_bytes: 0,
             block_has_fields: false,
             failed: false,
@@ -229,8 +217,7 @@ impl SseDecoder {
     /// to treat it as a dropped connection). Also true after an [`SseError`], or when complete
     /// events were fed but not yet taken with [`next_event`](Self::next_event).
     ///
-    /// Afterwards the decoder is ready for a new stream (a reconnection); the last event ID and
-    /// reconnection time are kept.
+    /// Afterwards the decoder is ready for a new stream.
     pub fn finish(&mut self) -> bool {
         if self.skip_lf && self.buf.first() == Some(&b'\n') {
             self.buf.advance(1);
@@ -242,22 +229,10 @@ impl SseDecoder {
         self.bom_pending = true;
         self.event = None;
         self.data = DataBuf::None;
-        self.retry = None;
         self.block_bytes = 0;
         self.block_has_fields = false;
         self.failed = false;
         pending
-    }
-
-    /// The stream's last event ID (the value to send as `Last-Event-ID` when reconnecting).
-    pub fn last_event_id(&self) -> Option<&str> {
-        self.last_id.as_deref()
-    }
-
-    /// The last valid `retry:` value of the stream in ms, even from a block that dispatched no
-    /// event (the spec applies `retry` as soon as it is read).
-    pub fn reconnection_time(&self) -> Option<u64> {
-        self.reconnection_time
     }
 
     /// Interpret the non-empty line `buf[..end]`, then drop it and its line end
@@ -296,21 +271,7 @@ impl SseDecoder {
                 }
             },
             b"event" => self.event = Some(lossy_string(value)),
-            b"id" if !value.contains(&0) => {
-                self.last_id = if value.is_empty() {
-                    None
-                } else {
-                    Some(lossy_string(value))
-                };
-            }
-            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
-                let ms = value.iter().fold(0u64, |n, &d| {
-                    n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-                });
-                self.retry = Some(ms);
-                self.reconnection_time = Some(ms);
-            }
-            // Unknown fields, an `id` containing NUL, and a `retry` that is not all digits.
+            // `id`, `retry` and unknown fields.
             _ => {}
         }
         self.buf.advance(consumed);
@@ -319,7 +280,6 @@ impl SseDecoder {
     /// A blank line: end the current block, returning its event if it had data.
     fn dispatch(&mut self) -> Option<SseEvent> {
         let event = self.event.take();
-        let retry = self.retry.take();
         self.block_bytes = 0;
         self.block_has_fields = false;
         let data = match std::mem::take(&mut self.data) {
@@ -330,8 +290,6 @@ impl SseDecoder {
         Some(SseEvent {
             event: event.filter(|e| !e.is_empty()),
             data: utf8_lossy(data),
-            id: self.last_id.clone(),
-            retry,
         })
     }
 
@@ -403,8 +361,6 @@ mod tests {
         SseEvent {
             event: event.map(str::to_owned),
             data: Bytes::copy_from_slice(data.as_bytes()),
-            id: None,
-            retry: None,
         }
     }
 
@@ -539,37 +495,12 @@ mod tests {
     }
 
     #[test]
-    fn id_and_retry() {
-        let input = b"id: 1\nretry: 1500\ndata: a\n\ndata: b\n\nid: bad\0id\ndata: c\n\nid\ndata: d\n\nretry: 12x\nretry:\nretry: -1\ndata: e\n\n";
-        let mut dec = SseDecoder::new();
-        dec.feed(input);
-        let mut events = Vec::new();
-        while let Some(e) = dec.next_event().unwrap() {
-            events.push(e);
-        }
-        let got: Vec<_> = events
-            .iter()
-            .map(|e| (e.data.as_ref(), e.id.as_deref(), e.retry))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (&b"a"[..], Some("1"), Some(1500)),
-                (b"b", Some("1"), None), // id persists, retry is per block
-                (b"c", Some("1"), None), // id containing NUL ignored
-                (b"d", None, None),      // empty id resets
-                (b"e", None, None),      // non-digit retry values ignored
-            ]
-        );
-        assert_eq!(dec.reconnection_time(), Some(1500));
-        assert_eq!(dec.last_event_id(), None);
-
-        // retry in a block without data still updates the reconnection time.
-        let mut dec = SseDecoder::new();
-        dec.feed(b"retry: 99999999999999999999999\nid: z\n\n");
-        assert_eq!(dec.next_event().unwrap(), None);
-        assert_eq!(dec.reconnection_time(), Some(u64::MAX));
-        assert_eq!(dec.last_event_id(), Some("z"));
+    fn id_and_retry_lines_are_ignored() {
+        let input = b"id: 1\nretry: 1500\ndata: a\n\nid: bad\0id\ndata: b\n\nretry: 12x\nid\ndata: c\n\nretry: 5\nid: z\n\n";
+        let (events, truncated) = decode(input);
+        assert_eq!(events, vec![ev(None, "a"), ev(None, "b"), ev(None, "c")]);
+        assert!(!truncated);
+        assert_eq!(bytewise(input), (events, false));
     }
 
     #[test]
@@ -612,7 +543,6 @@ mod tests {
         assert_eq!(events[0].event.as_deref(), Some("a\u{FFFD}b"));
         assert_eq!(events[0].data, "x\u{FFFD}\n\u{FFFD}".as_bytes());
         assert_eq!(events[1].data, "\u{FFFD}".as_bytes());
-        assert_eq!(events[1].id.as_deref(), Some("\u{FFFD}"));
         for e in &events {
             assert!(std::str::from_utf8(&e.data).is_ok());
         }
@@ -647,7 +577,6 @@ mod tests {
         dec.feed(b"\xEF\xBB\xBFdata: new\n\n");
         let e = dec.next_event().unwrap().unwrap();
         assert_eq!(e.data, &b"new"[..]);
-        assert_eq!(e.id.as_deref(), Some("7"));
         assert!(!dec.finish());
     }
 
@@ -825,20 +754,13 @@ mod tests {
         out
     }
 
+    /// What the decoder must give for `events` (their `id` and `retry` lines are ignored).
     fn expected(events: &[Gen]) -> Vec<SseEvent> {
-        let mut last_id = None;
         events
             .iter()
-            .map(|g| {
-                if g.id.is_some() {
-                    last_id.clone_from(&g.id);
-                }
-                SseEvent {
-                    event: g.event.clone(),
-                    data: Bytes::from(g.data.join("\n")),
-                    id: last_id.clone(),
-                    retry: g.retry,
-                }
+            .map(|g| SseEvent {
+                event: g.event.clone(),
+                data: Bytes::from(g.data.join("\n")),
             })
             .collect()
     }
