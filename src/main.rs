@@ -40,6 +40,7 @@ async fn serve(cli: Cli) -> Result<(), StartupError> {
         &settings.otel_service_name,
     )
     .map_err(StartupError::runtime)?;
+    let shutdown = shutdown_signal()?;
     // Keeps the demo upstream alive for the life of the process.
     let _demo = demo(settings.demo, &mut settings.config).await?;
     let listen = settings.config.listen;
@@ -48,7 +49,7 @@ async fn serve(cli: Cli) -> Result<(), StartupError> {
         .map_err(|e| StartupError::runtime(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().unwrap_or(listen);
     tracing::info!(%addr, upstream = %settings.config.upstream.base_url, "serving gRPC");
-    openai_grpc_gateway::run(listener, settings.config, shutdown_signal()).await
+    openai_grpc_gateway::run(listener, settings.config, shutdown).await
 }
 
 #[cfg(feature = "demo")]
@@ -74,24 +75,29 @@ async fn demo(on: bool, _: &mut openai_grpc_gateway::config::Config) -> Result<(
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers for SIGINT (Ctrl-C) and SIGTERM now, and returns a future that resolves on
+/// either. Registering before the listener binds matters: a signal that arrives before the
+/// handler is installed would kill the process without a drain.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send, StartupError> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let register = |kind| {
+            signal(kind).map_err(|e| StartupError::runtime(format!("cannot handle signals: {e}")))
+        };
+        let mut term = register(SignalKind::terminate())?;
+        let mut int = register(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
