@@ -1,5 +1,5 @@
 //! The gateway's overhead against a direct call to the same fake upstream, side by side in one
-//! run (issue 6). BENCHMARKS.md records a full run and explains every figure.
+//! run. BENCHMARKS.md records a full run and explains every figure.
 //!
 //! ```text
 //! cargo bench --bench gateway              # full run, at most 5 minutes

@@ -1,8 +1,8 @@
 //! End-to-end tests of ImagesService: a generated gRPC client with default limits (4 MiB receive)
 //! -> the gateway -> the fake OpenAI, all on loopback.
 //!
-//! Every restriction of the seed's "Create image" table (and the per-model rules of
-//! openai-wire.md §9.1) has a test below that fails if the rule is removed: it expects
+//! Every restriction of the README's "Image rules" table (OpenAI's per-model
+//! `CreateImageRequest` rules) has a test below that fails if the rule is removed: it expects
 //! INVALID_ARGUMENT, a BadRequest violation naming the field, and no upstream request.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Every event type OpenAI documents (openai-wire.md §4.3), plus keepalive and an unknown future
+//! Every event type OpenAI documents (the 58 members of `ResponseStreamEvent`), plus keepalive and an unknown future
 //! type, goes through the JSON -> proto conversion and back unchanged: nothing is dropped.
 
 use openai_grpc_gateway::{

@@ -1,7 +1,7 @@
 //! End-to-end tests of SpeechService: a generated gRPC client with default limits (4 MiB receive)
 //! -> the gateway -> the fake OpenAI, all on loopback.
 //!
-//! Every restriction of the seed's "Create speech" table (and openai-wire.md §10.1) has a test
+//! Every restriction of the README's "Speech rules" (OpenAI's `CreateSpeechRequest`) has a test
 //! that fails if the rule is removed: INVALID_ARGUMENT, a BadRequest violation naming the field,
 //! and no upstream request.
 

@@ -12,7 +12,8 @@ use crate::{
     },
 };
 
-/// OpenAI's metadata limits (openai-wire.md §2): 16 pairs, 64-char keys, 512-char values.
+/// OpenAI's metadata limits (the `Metadata` schema of OpenAI's API reference): 16 pairs,
+/// 64-char keys, 512-char values.
 const METADATA_MAX_PAIRS: usize = 16;
 const METADATA_MAX_KEY: usize = 64;
 const METADATA_MAX_VALUE: usize = 512;

@@ -1,8 +1,8 @@
 //! Local validation of image and speech requests, run before any upstream call. Each problem is
 //! one [`Violation`] naming the proto field, so a caller sees every mistake at once.
 //!
-//! The image rules are the per-model restrictions of OpenAI's Images API (the seed's "Create
-//! image" table and `openai-wire.md` §9.1). They apply to the models the gateway knows; any other
+//! The image rules are the per-model restrictions of OpenAI's Images API (the README's "Image rules" table,
+//! from OpenAI's `CreateImageRequest` reference). They apply to the models the gateway knows; any other
 //! model gets only the model-independent checks (prompt present, `n` at least 1, compression
 //! 0-100, `partial_images` 0-3), because OpenAI adds image models often and each new one should
 //! work the day it ships.
@@ -117,7 +117,7 @@ fn gpt_only_field_set(req: &CreateImageRequest) -> bool {
         || req.partial_images.is_some()
 }
 
-/// gpt-image-2 limits for free-form sizes (openai-wire.md §9.1).
+/// gpt-image-2 limits for free-form sizes (OpenAI's `CreateImageRequest.size` description).
 const GPT_IMAGE_2_MAX_SIDE: u32 = 3840;
 const GPT_IMAGE_2_MAX_PIXELS: u64 = 3840 * 2160;
 const GPT_IMAGE_2_MAX_RATIO: u32 = 3;

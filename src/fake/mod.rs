@@ -1,5 +1,5 @@
 //! A fake OpenAI HTTP server on loopback: the gateway's `--demo` upstream and the test double of
-//! the integration tests. It speaks only OpenAI's HTTP (`/work/shared/openai-wire.md`), never
+//! the integration tests. It speaks only OpenAI's HTTP (as OpenAI's API reference documents it), never
 //! gRPC.
 //!
 //! * [`FakeOpenAi::start`] binds `127.0.0.1:0` and serves HTTP/1.1 (and h2c) in a background

@@ -1,6 +1,6 @@
 //! Builders of Responses-API stream transcripts: pure functions returning the event JSON objects
 //! in order, with `sequence_number` from 0 strictly +1, `response.created` first and exactly one
-//! terminal event (see `/work/shared/openai-wire.md` §4 and §6).
+//! terminal event (OpenAI's "Streaming responses" guide and its `ResponseStreamEvent` reference).
 //!
 //! Identifiers (`resp_…`, `msg_…`, `fc_…`, `call_…`, `rs_…`) and `obfuscation` padding are random,
 //! so two calls give different ids; everything else is deterministic.
@@ -80,7 +80,8 @@ pub fn split_text(text: &str) -> Vec<String> {
         if lead > 0 && lead < n {
             spaced_words += 1;
             if spaced_words.is_multiple_of(4) {
-                // Space and word in separate pieces, as the seed FAQ warns.
+                // Space and word in separate pieces, as real streams send them (the README's "Why do
+                // streamed pieces look garbled?").
                 let cut = token
                     .char_indices()
                     .nth(lead)

@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 
 use serde::Deserialize;
 
-/// OpenAI's error object: `{"error": {"message", "type", "param", "code"}}` (openai-wire.md §7.1).
+/// OpenAI's error object: `{"error": {"message", "type", "param", "code"}}` (OpenAI's `ErrorResponse`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ApiError {
     /// Human-readable message.
@@ -47,7 +47,7 @@ impl ApiError {
     }
 
     /// Parses an in-stream `error` event, in its observed nested shape or its documented flat one
-    /// (openai-wire.md §4.4).
+    /// (OpenAI sends a nested `error` object; its reference documents flat keys).
     pub fn from_error_event(event: &serde_json::Value) -> Self {
         let nested = event.get("error").filter(|e| e.is_object());
         let source = nested.unwrap_or(event);
@@ -151,7 +151,7 @@ pub enum UpstreamError {
         /// Request id.
         meta: UpstreamMeta,
     },
-    /// An in-stream `error` event (openai-wire.md §7.4).
+    /// An in-stream `error` event (`ResponseErrorEvent` in OpenAI's reference).
     StreamError {
         /// The error it carried.
         error: Box<ApiError>,
@@ -203,7 +203,7 @@ impl fmt::Display for UpstreamError {
 impl std::error::Error for UpstreamError {}
 
 /// Reads the server's wait hint: `retry-after-ms` (float milliseconds) first, then `Retry-After`
-/// as seconds (floats allowed) or an HTTP date, like the OpenAI SDKs (openai-wire.md §8.1).
+/// as seconds (floats allowed) or an HTTP date, like the OpenAI SDKs (openai-python's `_base_client.py`).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |name: &str| {
         headers

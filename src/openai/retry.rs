@@ -1,6 +1,6 @@
 //! Which failed upstream calls are retried, and after how long.
 //!
-//! Mirrors the OpenAI SDKs (openai-wire.md §8): exponential backoff `initial * 2^n` capped at
+//! Mirrors the OpenAI SDKs (openai-python's `_base_client.py`): exponential backoff `initial * 2^n` capped at
 //! `max_backoff`, minus 0-25 % jitter, unless the server said how long to wait
 //! (`retry-after-ms`, then `Retry-After` as seconds or an HTTP date). Unlike the SDKs it never
 //! retries a quota error (`insufficient_quota`: waiting does not help) and never waits longer
