@@ -1,0 +1,480 @@
+//! The gateway's overhead against a direct call to the same fake upstream, side by side in one
+//! run. BENCHMARKS.md records a full run and explains every figure.
+//!
+//! ```text
+//! cargo bench --bench gateway              # full run, at most 5 minutes
+//! cargo bench --bench gateway -- --quick   # smaller counts, under 30 s (CI)
+//! cargo test --bench gateway               # the quick run, in the test profile
+//! <bench binary> --hot-path stream|unary N   # profiling driver (no IO), see BENCHMARKS.md
+//! ```
+//!
+//! Set-up: the fake OpenAI runs inside this process; the gateway is the release binary, run as a
+//! separate process pointed at it, so its own CPU time (`/proc/<pid>/stat`) and RSS
+//! (`/proc/<pid>/status`) are measured without the fake's or the client's cost mixed in. Every
+//! gateway figure is paired with the same operation sent straight to the fake (reqwest for
+//! HTTP, the crate's own SSE decoder plus serde_json for streams), in alternating rounds so
+//! that drift on a shared machine hits both sides alike. All traffic is on loopback, every loop
+//! is bounded in count and time, and the gateway process is killed when the run ends.
+//!
+//! Layout: this file holds the plan and the run (which figures, in which order); `process`
+//! controls the gateway process (start, CPU, RSS, kill); `scenarios` makes the calls (direct and
+//! through the gateway, the slow streams, the IO-free hot path); `sampling` runs closed loops and
+//! side-by-side comparisons; `report` prints the table and writes the JSON.
+
+mod process;
+mod report;
+mod sampling;
+mod scenarios;
+
+use crate::process::{Gateway, open_file_limit, raise_open_file_limit};
+use crate::report::{Report, Target};
+use crate::sampling::{Block, compare, mib};
+use crate::scenarios::{Clients, IMAGE_MODEL, IMAGE_SIZE, Op, hot_path, slow_streams, words};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use openai_grpc_gateway::{
+    fake::{self, FakeOpenAi, Scenario},
+    pb::{
+        images_service_client::ImagesServiceClient,
+        responses_service_client::ResponsesServiceClient,
+    },
+};
+use serde_json::json;
+
+/// The gateway binary that `cargo bench` builds alongside this target (release profile).
+pub(crate) const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_openai-grpc-gateway");
+/// The model named in every request.
+pub(crate) const MODEL: &str = "gpt-4.1-mini";
+/// The key the gateway is started with (a fake; the fake upstream accepts any).
+pub(crate) const API_KEY: &str = "sk-bench-0123456789abcdef";
+/// The prompt of the unary and time-to-first-delta requests.
+pub(crate) const PROMPT: &str = "Write a 1-sentence welcome message for a new user.";
+/// Set in the environment of a re-executed bench process (after raising its open-file limit).
+pub(crate) const REEXEC_ENV: &str = "GATEWAY_BENCH_REEXEC";
+/// gRPC connections from the client to the gateway for concurrent work (one HTTP/2 connection
+/// is served by one task in the gateway, so a single one would cap it at one core).
+pub(crate) const CHANNELS: usize = 4;
+
+// ------------------------------------------------------------------------------------------------
+// Plan: what one run measures, full or quick.
+
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) quick: bool,
+    /// `--only a,b`: run only these parts (for profiling): unary, images, throughput, ttfd,
+    /// stream, streams, slow.
+    pub(crate) only: Option<Vec<String>>,
+    /// (concurrency, requests per side) for the unary latency runs.
+    pub(crate) unary: Vec<(usize, usize)>,
+    /// The same for CreateImage.
+    pub(crate) images: Vec<(usize, usize)>,
+    /// Alternating direct / gateway rounds each latency run is split into.
+    pub(crate) rounds: usize,
+    /// Upper bound on one side of one unary run.
+    pub(crate) unary_cap: Duration,
+    /// Concurrency and duration (per side, split in `rounds`) of the max-throughput run.
+    pub(crate) throughput_concurrency: usize,
+    pub(crate) throughput_time: Duration,
+    /// Sequential streams per side for time to first delta.
+    pub(crate) ttfd_streams: usize,
+    /// Upper bound on one side of the time-to-first-delta run, and of one streaming run.
+    pub(crate) ttfd_cap: Duration,
+    pub(crate) stream_cap: Duration,
+    /// Approximate events of the single long stream, and how many times each side runs it.
+    pub(crate) long_stream_words: usize,
+    pub(crate) long_stream_runs: usize,
+    /// Concurrent streams, and the approximate words of each.
+    pub(crate) many_streams: usize,
+    pub(crate) many_stream_words: usize,
+    /// Concurrent slow streams, their words and the pause between their events.
+    pub(crate) slow_streams: usize,
+    pub(crate) slow_stream_words: usize,
+    pub(crate) slow_delay: Duration,
+}
+
+impl Plan {
+    pub(crate) fn full() -> Self {
+        Self {
+            quick: false,
+            only: None,
+            unary: vec![(1, 10_000), (16, 20_000), (64, 30_000)],
+            images: vec![(1, 3_000), (16, 6_000), (64, 9_000)],
+            rounds: 4,
+            unary_cap: Duration::from_secs(20),
+            throughput_concurrency: 128,
+            throughput_time: Duration::from_secs(8),
+            ttfd_streams: 3_000,
+            ttfd_cap: Duration::from_secs(20),
+            stream_cap: Duration::from_secs(60),
+            long_stream_words: 16_000,
+            long_stream_runs: 3,
+            many_streams: 1_000,
+            many_stream_words: 200,
+            slow_streams: 10_000,
+            slow_stream_words: 12,
+            slow_delay: Duration::from_millis(500),
+        }
+    }
+
+    pub(crate) fn quick() -> Self {
+        Self {
+            quick: true,
+            only: None,
+            unary: vec![(1, 400), (16, 1_500), (64, 2_500)],
+            images: vec![(1, 150), (16, 400), (64, 600)],
+            rounds: 2,
+            unary_cap: Duration::from_secs(1),
+            throughput_concurrency: 128,
+            throughput_time: Duration::from_millis(800),
+            ttfd_streams: 200,
+            ttfd_cap: Duration::from_secs(1),
+            stream_cap: Duration::from_secs(5),
+            long_stream_words: 2_000,
+            long_stream_runs: 1,
+            many_streams: 100,
+            many_stream_words: 80,
+            slow_streams: 500,
+            slow_stream_words: 6,
+            slow_delay: Duration::from_millis(100),
+        }
+    }
+
+    pub(crate) fn runs(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|p| p == part))
+    }
+
+    /// Open files this process needs: the fake's side of every slow stream, the direct pool,
+    /// and slack.
+    pub(crate) fn files_needed(&self) -> u64 {
+        (self.slow_streams + 2 * self.many_streams + 1_000) as u64
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Entry point.
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--hot-path") {
+        let kind = args.get(i + 1).map_or("stream", String::as_str);
+        let n = args
+            .get(i + 2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2_000);
+        hot_path(kind, n);
+        return;
+    }
+    // `cargo bench` passes `--bench`. Without it (`cargo test --benches` or `--all-targets`, or
+    // the binary run by hand) the quick run is the default: a smoke test, not a 5-minute run.
+    // Anything else unknown is ignored so that libtest-style filters do not break the run.
+    let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--quick");
+    let mut plan = if !full { Plan::quick() } else { Plan::full() };
+    if let Some(i) = args.iter().position(|a| a == "--only") {
+        plan.only = args
+            .get(i + 1)
+            .map(|list| list.split(',').map(str::to_owned).collect());
+    }
+    if !plan.runs("slow") {
+        plan.slow_streams = 0;
+    }
+    if let Some(code) = raise_open_file_limit(&plan, &args) {
+        std::process::exit(code);
+    }
+    let (soft, _) = open_file_limit("self");
+    if soft < plan.files_needed() {
+        let fit = soft.saturating_sub((2 * plan.many_streams + 1_000) as u64) as usize;
+        eprintln!(
+            "bench: open-file limit {soft} is below the {} needed; running {fit} slow streams instead of {}",
+            plan.files_needed(),
+            plan.slow_streams
+        );
+        plan.slow_streams = fit.max(1);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(plan)) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The run.
+
+pub(crate) async fn run(plan: Plan) -> Result<(), String> {
+    let total = Instant::now();
+    let target_dir = Path::new(GATEWAY_BIN)
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf);
+    let out_dir = target_dir.join("bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+
+    let fake = FakeOpenAi::start().await.map_err(|e| e.to_string())?;
+    let mut gw = Gateway::spawn(&fake.base_url(), &out_dir.join("gateway.log"))?;
+    gw.wait_ready().await?;
+    let mut report = Report::new(&plan, &gw);
+
+    // Idle RSS: started, health answered, nothing else.
+    let (idle_rss, _) = gw.rss();
+    report.figure(
+        "idle",
+        "idle RSS",
+        None,
+        Some(mib(idle_rss)),
+        "MiB",
+        Target::AtMost(15.0),
+    );
+
+    let (mut grpc, mut images) = (Vec::new(), Vec::new());
+    for _ in 0..CHANNELS {
+        let channel = gw.channel().connect().await.map_err(|e| e.to_string())?;
+        grpc.push(ResponsesServiceClient::new(channel.clone()));
+        images.push(ImagesServiceClient::new(channel));
+    }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body = |stream: bool| {
+        Bytes::from(
+            serde_json::to_vec(&json!({"model": MODEL, "input": PROMPT, "stream": stream}))
+                .expect("JSON"),
+        )
+    };
+    let clients = Clients {
+        http,
+        responses_url: format!("{}/responses", fake.base_url()),
+        images_url: format!("{}/images/generations", fake.base_url()),
+        grpc,
+        images,
+        unary_body: body(false),
+        stream_body: body(true),
+        image_body: Bytes::from(
+            serde_json::to_vec(&json!({"model": IMAGE_MODEL, "prompt": PROMPT,
+                                       "size": IMAGE_SIZE, "response_format": "b64_json"}))
+            .expect("JSON"),
+        ),
+    };
+
+    // Warm-up: connections, pools, lazy statics, allocator, on both sides.
+    let mut warm_ups = vec![(Op::Unary, 400)];
+    if plan.runs("images") {
+        warm_ups.push((Op::Image, 50));
+    }
+    for (op, n) in warm_ups {
+        compare(
+            &gw,
+            &clients,
+            op,
+            Block::new(1, 16, n, Duration::from_secs(5)),
+            || {},
+        )
+        .await?;
+    }
+
+    if plan.runs("unary") {
+        for &(concurrency, requests) in &plan.unary {
+            let block = Block::new(plan.rounds, concurrency, requests, plan.unary_cap);
+            let pair = compare(&gw, &clients, Op::Unary, block, || {}).await?;
+            report.latency(
+                &format!("unary_c{concurrency}"),
+                &format!("unary c={concurrency}"),
+                &pair.direct.latencies,
+                &pair.gateway.latencies,
+                (concurrency == 1).then_some(150.0),
+            );
+            report.figure(
+                &format!("unary_c{concurrency}_throughput"),
+                &format!("unary c={concurrency} throughput"),
+                Some(pair.direct.per_second(pair.direct.ok)),
+                Some(pair.gateway.per_second(pair.gateway.ok)),
+                "req/s",
+                Target::None,
+            );
+            report.figure(
+                &format!("unary_c{concurrency}_cpu_per_request"),
+                &format!("gateway CPU per request, c={concurrency}"),
+                None,
+                Some(pair.cpu_per_call()),
+                "us",
+                Target::AtMost(60.0),
+            );
+        }
+    }
+
+    if plan.runs("images") {
+        for &(concurrency, requests) in &plan.images {
+            let block = Block::new(plan.rounds, concurrency, requests, plan.unary_cap);
+            let pair = compare(&gw, &clients, Op::Image, block, || {}).await?;
+            report.latency(
+                &format!("image_c{concurrency}"),
+                &format!("CreateImage c={concurrency}"),
+                &pair.direct.latencies,
+                &pair.gateway.latencies,
+                (concurrency == 1).then_some(150.0),
+            );
+            report.figure(
+                &format!("image_c{concurrency}_cpu_per_request"),
+                &format!("gateway CPU per CreateImage, c={concurrency}"),
+                None,
+                Some(pair.cpu_per_call()),
+                "us",
+                Target::AtMost(60.0),
+            );
+        }
+    }
+
+    if plan.runs("throughput") {
+        // Duration-bound: as many calls as the workers manage.
+        let concurrency = plan.throughput_concurrency;
+        let block = Block::new(plan.rounds, concurrency, usize::MAX, plan.throughput_time);
+        let pair = compare(&gw, &clients, Op::Unary, block, || {}).await?;
+        report.figure(
+            "max_throughput",
+            &format!("max unary throughput (c={concurrency})"),
+            Some(pair.direct.per_second(pair.direct.ok)),
+            Some(pair.gateway.per_second(pair.gateway.ok)),
+            "req/s",
+            Target::None,
+        );
+        report.figure(
+            "max_throughput_cpu_per_request",
+            "gateway CPU per request at max throughput",
+            None,
+            Some(pair.cpu_per_call()),
+            "us",
+            Target::AtMost(60.0),
+        );
+    }
+
+    if plan.runs("ttfd") {
+        // One stream at a time, the fake's default transcript.
+        let block = Block::new(plan.rounds, 1, plan.ttfd_streams, plan.ttfd_cap);
+        let pair = compare(&gw, &clients, Op::Stream, block, || {}).await?;
+        report.latency(
+            "ttfd",
+            "time to first delta",
+            &pair.direct.first_deltas,
+            &pair.gateway.first_deltas,
+            Some(100.0),
+        );
+        report.figure(
+            "ttfd_cpu_per_stream",
+            "gateway CPU per short stream",
+            None,
+            Some(pair.cpu_per_call()),
+            "us",
+            Target::None,
+        );
+    }
+
+    if plan.runs("stream") {
+        // One long stream, as fast as the fake can send it.
+        let events = fake::text_events(MODEL, &words(plan.long_stream_words));
+        let n = events.len() as u64;
+        let runs = plan.long_stream_runs;
+        let block = Block::new(runs, 1, runs, plan.stream_cap * runs as u32);
+        let queue = || fake.push(Scenario::events(events.clone()));
+        let pair = compare(&gw, &clients, Op::Stream, block, queue).await?;
+        pair.expect_events(n)?;
+        report.figure(
+            "one_stream_events_per_second",
+            &format!("events/s, one stream of {n}"),
+            Some(pair.direct.per_second(pair.direct.events)),
+            Some(pair.gateway.per_second(pair.gateway.events)),
+            "ev/s",
+            Target::None,
+        );
+        report.figure(
+            "one_stream_cpu_per_event",
+            "gateway CPU per event, one stream",
+            None,
+            Some(pair.cpu_per_event()),
+            "us",
+            Target::AtMost(3.0),
+        );
+    }
+
+    if plan.runs("streams") {
+        // Many concurrent streams, all started at once.
+        let events = fake::text_events(MODEL, &words(plan.many_stream_words));
+        let n = events.len() as u64;
+        let streams = plan.many_streams;
+        let block = Block::new(1, streams, streams, plan.stream_cap);
+        let queue = || {
+            for _ in 0..streams {
+                fake.push(Scenario::events(events.clone()));
+            }
+        };
+        let pair = compare(&gw, &clients, Op::Stream, block, queue).await?;
+        pair.expect_events(n)?;
+        report.figure(
+            "concurrent_streams_events_per_second",
+            &format!("events/s, {streams} streams x {n}"),
+            Some(pair.direct.per_second(pair.direct.events)),
+            Some(pair.gateway.per_second(pair.gateway.events)),
+            "ev/s",
+            Target::None,
+        );
+        report.figure(
+            "concurrent_streams_cpu_per_event",
+            &format!("gateway CPU per event, {streams} streams"),
+            None,
+            Some(pair.cpu_per_event()),
+            "us",
+            Target::AtMost(3.0),
+        );
+    }
+
+    // The direct pool's idle connections would hold file descriptors in the next run.
+    drop(clients);
+
+    // Many slow streams at once: the gateway's memory, and no event lost.
+    let mut lost = None;
+    if plan.runs("slow") {
+        lost = slow_streams(&plan, &fake, &gw, &mut report).await?;
+    }
+
+    let (after_rss, hwm) = gw.rss();
+    report.figure(
+        "rss_after_run",
+        "RSS after the run (idle again)",
+        None,
+        Some(mib(after_rss)),
+        "MiB",
+        Target::None,
+    );
+    report.figure(
+        "rss_high_water_mark",
+        "RSS high-water mark of the run",
+        None,
+        Some(mib(hwm)),
+        "MiB",
+        Target::None,
+    );
+    // A quick run (CI) does not overwrite the figures of the last full run.
+    let name = if plan.quick {
+        "gateway-quick.json"
+    } else {
+        "gateway.json"
+    };
+    report.finish(total.elapsed(), &out_dir.join(name))?;
+    if let Some(lost) = lost {
+        return Err(lost);
+    }
+    drop(gw);
+    Ok(())
+}
