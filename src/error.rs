@@ -9,8 +9,11 @@ use std::{collections::HashMap, time::Duration};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::openai::{
-    ApiError, KeyOwner, Origin, TimeLimit, UpstreamError, UpstreamMeta, retry_hint_in_message,
+use crate::{
+    openai::{
+        ApiError, KeyOwner, Origin, TimeLimit, UpstreamError, UpstreamMeta, retry_hint_in_message,
+    },
+    owners::Kind,
 };
 
 /// The `ErrorInfo.domain` of every error this service returns.
@@ -203,6 +206,130 @@ fn key_phrases(key: &KeyOwner) -> (String, &'static str) {
 /// The status for a failed upstream call. `origin` names the upstream in connection errors and
 /// whose key was refused in 401 / 403 messages.
 pub fn upstream(err: &UpstreamError, origin: &Origin) -> Status {
+    upstream_status(err, origin, None)
+}
+
+/// [`upstream`] for a call about one stored object: a 404 says the object may not exist, may
+/// have been deleted or was created with `store: false`, and the metadata names it.
+pub fn upstream_about(err: &UpstreamError, origin: &Origin, kind: Kind, id: &str) -> Status {
+    upstream_status(err, origin, Some((kind, id)))
+}
+
+/// The message for a stored object the caller cannot see: the same whether it never existed,
+/// was deleted, belongs to another caller or was never issued by the gateway.
+fn missing(kind: Kind, id: &str) -> String {
+    let noun = kind.noun();
+    format!(
+        "no {noun} {id:?}: it may not exist, may have been deleted, or was created with `store: false` (only the caller that created a {noun} through this gateway can use it)"
+    )
+}
+
+/// NOT_FOUND for an id the caller may not use: another caller's, or one this gateway did not
+/// create (without `--allow-foreign-ids`). No upstream call was made, and the message is the
+/// one an unknown id gets, so it does not tell whether the id exists.
+pub fn not_found(kind: Kind, id: &str) -> Status {
+    let reason = match kind {
+        Kind::Response => "RESPONSE_NOT_FOUND",
+        Kind::Conversation => "CONVERSATION_NOT_FOUND",
+    };
+    plain(Code::NotFound, reason, missing(kind, id))
+}
+
+/// FAILED_PRECONDITION for cancelling a response that was not created with `background: true`
+/// (OpenAI answers 400); the message carries OpenAI's.
+pub fn not_cancellable(err: &UpstreamError, id: &str) -> Status {
+    let said = match err {
+        UpstreamError::Status { error: Some(e), .. } => {
+            format!(" OpenAI said: {}", redact(&e.message))
+        }
+        _ => String::new(),
+    };
+    status_with_request_info(
+        Code::FailedPrecondition,
+        "RESPONSE_NOT_CANCELLABLE",
+        format!(
+            "response {id:?} cannot be cancelled: only responses created with `background: true` can be.{said}"
+        ),
+        upstream_metadata(err),
+        err,
+    )
+}
+
+/// UNAVAILABLE when a background stream broke and the gateway's own attempts to resume it
+/// failed: the metadata says where to resume (`responseId`, `startingAfter`) with
+/// `ResumeResponse`.
+pub fn resume_failed(
+    err: &UpstreamError,
+    origin: &Origin,
+    id: &str,
+    starting_after: Option<i64>,
+    attempts: u32,
+) -> Status {
+    let mut metadata = upstream_metadata(err);
+    metadata.insert("responseId".into(), id.to_owned());
+    if let Some(n) = starting_after {
+        metadata.insert("startingAfter".into(), n.to_string());
+    }
+    metadata.insert("resumeAttempts".into(), attempts.to_string());
+    let cause = upstream(err, origin);
+    status_with_request_info(
+        Code::Unavailable,
+        "RESUME_FAILED",
+        format!(
+            "the background stream of response {id:?} broke and {attempts} attempts to resume it failed ({}); call ResumeResponse with response_id {id:?} and the last sequence_number received",
+            cause.message()
+        ),
+        metadata,
+        err,
+    )
+}
+
+/// ABORTED when a background response being streamed was cancelled (by `CancelResponse` or
+/// anyone with access to it): the stream cannot go on.
+pub fn background_cancelled(id: &str) -> Status {
+    let mut metadata = HashMap::new();
+    metadata.insert("responseId".into(), id.to_owned());
+    status(
+        Code::Aborted,
+        "RESPONSE_CANCELLED",
+        format!("response {id:?} was cancelled; its stream ended"),
+        metadata,
+        |_| {},
+    )
+}
+
+/// The upstream facts of `err` as ErrorInfo metadata.
+fn upstream_metadata(err: &UpstreamError) -> HashMap<String, String> {
+    let mut metadata = HashMap::new();
+    if let Some(id) = err.meta().and_then(|m| m.request_id.as_ref()) {
+        metadata.insert("upstreamRequestId".to_owned(), id.clone());
+    }
+    if let UpstreamError::Status { status, error, .. } = err {
+        metadata.insert("upstreamHttpStatus".into(), status.to_string());
+        if let Some(e) = error {
+            insert_api_error(&mut metadata, e);
+        }
+    }
+    metadata
+}
+
+/// A status whose details add `RequestInfo` with the upstream request id of `err`.
+fn status_with_request_info(
+    code: Code,
+    reason: &str,
+    message: String,
+    metadata: HashMap<String, String>,
+    err: &UpstreamError,
+) -> Status {
+    let request_id = err.meta().and_then(|m| m.request_id.clone());
+    status(code, reason, message, metadata, |d| {
+        if let Some(id) = &request_id {
+            d.set_request_info(id, "");
+        }
+    })
+}
+
+fn upstream_status(err: &UpstreamError, origin: &Origin, about: Option<(Kind, &str)>) -> Status {
     let base_url = origin.base_url.as_str();
     let (whose_key, fix_key) = key_phrases(&origin.key);
     let mut metadata = HashMap::new();
@@ -255,9 +382,14 @@ pub fn upstream(err: &UpstreamError, origin: &Origin) -> Status {
                 404 => (
                     Code::NotFound,
                     "UPSTREAM_NOT_FOUND",
-                    format!(
-                        "OpenAI could not find the resource (HTTP 404): check the model id (it may be wrong or not available to your account) or the previous_response_id.{said}"
-                    ),
+                    match about {
+                        Some((kind, id)) => {
+                            format!("OpenAI has {} (HTTP 404).{said}", missing(kind, id))
+                        }
+                        None => format!(
+                            "OpenAI could not find the resource (HTTP 404): check the model id (it may be wrong or not available to your account) or the previous_response_id.{said}"
+                        ),
+                    },
                 ),
                 409 => (
                     Code::Aborted,

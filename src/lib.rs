@@ -12,6 +12,7 @@
 //! | [`auth`]    | who may call: caller bearer tokens, checked in constant time |
 //! | [`error`]   | the single place that chooses a gRPC status code |
 //! | [`convert`] | JSON <-> proto: the only code that knows both vocabularies (descriptor-driven for Responses; Images and Speech) |
+//! | [`owners`]  | whose stored object is it: the bindings of responses and conversations to their caller and profile |
 //! | [`usage`]   | the typed token usage of one response |
 //! | [`openai`]  | the OpenAI HTTP client (reqwest) and its settings; knows JSON and HTTP, never imports tonic |
 //! | [`sse`]     | a pure WHATWG server-sent-events decoder: bytes in, events out; no IO, no JSON |
@@ -28,6 +29,7 @@ pub mod error;
 #[cfg(feature = "demo")]
 pub mod fake;
 pub mod openai;
+pub mod owners;
 pub mod pb;
 pub mod server;
 pub mod sse;

@@ -11,10 +11,16 @@ use tonic::{
 };
 
 use crate::{
-    api::{admission::stamp_arrival, call::CallContext, profiles::Upstreams},
+    api::{
+        admission::stamp_arrival,
+        call::{CallContext, Ownership},
+        profiles::Upstreams,
+    },
     auth::CallerAuth,
     config::{Config, StartupError},
+    owners::{DEFAULT_CAPACITY, Owners},
     pb::{
+        conversations_service_server::ConversationsServiceServer,
         images_service_server::ImagesServiceServer,
         responses_service_server::ResponsesServiceServer,
         speech_service_server::SpeechServiceServer,
@@ -62,9 +68,21 @@ pub async fn run_with_metrics(
     }
     let upstreams = Upstreams::new(&config, &metrics)?;
     let (force_stop, forced) = watch::channel(false);
+    let enforce = !config.auth.tokens.is_empty();
+    if enforce {
+        tracing::warn!(
+            "caller authentication is on and stored responses and conversations are bound to their callers in this process's memory only: the bindings do not survive a restart and are not shared with other replicas"
+        );
+    }
+    let ownership = Ownership {
+        owners: Owners::in_memory(DEFAULT_CAPACITY),
+        enforce,
+        allow_foreign_ids: config.allow_foreign_ids,
+    };
     let ctx = CallContext::new(
         &config.limits,
         upstreams,
+        ownership,
         config.stream_buffer,
         config.heartbeat,
         forced,
@@ -88,7 +106,8 @@ pub async fn run_with_metrics(
     }
     let responses = api_service!(ResponsesServiceServer, ctx.clone());
     let images = api_service!(ImagesServiceServer, ctx.clone());
-    let speech = api_service!(SpeechServiceServer, ctx);
+    let speech = api_service!(SpeechServiceServer, ctx.clone());
+    let conversations = api_service!(ConversationsServiceServer, ctx);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -145,6 +164,9 @@ pub async fn run_with_metrics(
             .set_not_serving::<SpeechServiceServer<CallContext>>()
             .await;
         health
+            .set_not_serving::<ConversationsServiceServer<CallContext>>()
+            .await;
+        health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
         tokio::time::sleep(drain.delay).await;
@@ -188,6 +210,7 @@ pub async fn run_with_metrics(
         .add_service(responses)
         .add_service(images)
         .add_service(speech)
+        .add_service(conversations)
         .serve_with_incoming_shutdown(
             // TCP_NODELAY: without it Nagle's algorithm holds a response's second small write
             // (e.g. the trailers) until the client's delayed ACK, ~40 ms on every call.

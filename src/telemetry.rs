@@ -13,6 +13,7 @@
 //! | `gateway_overhead_seconds` | histogram | `method` (duration minus time waiting on OpenAI or on the caller) |
 //! | `gateway_upstream_responses_total` | counter | `profile`, `status` (HTTP status, or `error`) |
 //! | `gateway_upstream_retries_total` | counter | `profile` |
+//! | `gateway_stream_resumes_total` | counter | `method`, `outcome` (`resumed`, `gave_up`) |
 //! | `gen_ai_client_token_usage` | histogram | `gen_ai_response_model`, `gen_ai_token_type` (`input`, `output`, `cached_input`, `reasoning`) |
 //!
 //! Labels never carry secrets: methods, codes, model ids, profile names and statuses only.
@@ -55,6 +56,12 @@ struct ProfileLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResumeLabels {
+    method: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     gen_ai_response_model: String,
     gen_ai_token_type: String,
@@ -88,6 +95,7 @@ struct Inner {
     overhead: Family<MethodLabels, Histogram, fn() -> Histogram>,
     upstream: Family<UpstreamLabels, Counter>,
     retries: Family<ProfileLabels, Counter>,
+    resumes: Family<ResumeLabels, Counter>,
     tokens: Family<TokenLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -121,6 +129,7 @@ impl Metrics {
         );
         let upstream = Family::<UpstreamLabels, Counter>::default();
         let retries = Family::<ProfileLabels, Counter>::default();
+        let resumes = Family::<ResumeLabels, Counter>::default();
         let tokens = Family::<TokenLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             token_histogram,
         );
@@ -160,6 +169,11 @@ impl Metrics {
             retries.clone(),
         );
         registry.register(
+            "gateway_stream_resumes",
+            "Background streams the gateway re-opened after the upstream connection broke (resumed), or stopped re-opening (gave_up)",
+            resumes.clone(),
+        );
+        registry.register(
             "gen_ai_client_token_usage",
             "Tokens used per response (OpenTelemetry gen_ai.client.token.usage)",
             tokens.clone(),
@@ -174,6 +188,7 @@ impl Metrics {
                 overhead,
                 upstream,
                 retries,
+                resumes,
                 tokens,
             }),
         }
@@ -204,6 +219,18 @@ impl Metrics {
             .retries
             .get_or_create(&ProfileLabels {
                 profile: profile.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one resume of a broken background stream (`resumed`) or the end of the attempts
+    /// (`gave_up`).
+    pub fn stream_resume(&self, method: &str, resumed: bool) {
+        self.inner
+            .resumes
+            .get_or_create(&ResumeLabels {
+                method: method.to_owned(),
+                outcome: if resumed { "resumed" } else { "gave_up" }.to_owned(),
             })
             .inc();
     }

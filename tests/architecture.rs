@@ -13,7 +13,7 @@ use std::{
 };
 
 /// The top-level modules, highest first: each may use only modules after it.
-const LAYERS: [&str; 13] = [
+const LAYERS: [&str; 14] = [
     "server",
     "demo",
     "api",
@@ -22,6 +22,7 @@ const LAYERS: [&str; 13] = [
     "auth",
     "error",
     "convert",
+    "owners",
     "usage",
     "openai",
     "sse",

@@ -5,8 +5,11 @@
 //! 1. the call's span and metrics start;
 //! 2. validation: a malformed request lists all its field errors (INVALID_ARGUMENT) before any
 //!    load shedding or profile choice;
-//! 3. admission (load shedding), the profile and key ([`super::profiles`]), the caller's
-//!    deadline, the W3C trace context for the upstream request;
+//! 3. admission (load shedding); the profile and key ([`super::profiles`]): for an RPC on a
+//!    stored object, the profile that created it, after checking that the caller owns it
+//!    ([`crate::owners`]; another caller's id is NOT_FOUND with no upstream call), and the ids a
+//!    request refers to are checked the same way; the caller's deadline; the W3C trace context
+//!    for the upstream request;
 //! 4. the upstream call ([`Rpc::open`]), unless a shutdown's drain timeout ends it first; its
 //!    HTTP status is checked before anything is returned, so a failure before any output is a
 //!    Trailers-Only status that clients and a mesh can retry;
@@ -35,7 +38,8 @@ use crate::{
     auth::Caller,
     config::Limits,
     error::{self, Violation},
-    openai::{Accept, OpenAiClient, Origin, UpstreamError, UpstreamResponse},
+    openai::{Accept, OpenAiClient, Origin, UpstreamError, UpstreamMeta, UpstreamResponse},
+    owners::{ANONYMOUS, Kind, Owner, Owners},
     telemetry::{Call, Metrics, continue_trace},
     usage::Usage,
 };
@@ -98,12 +102,49 @@ pub trait Rpc: Send + Sync + 'static {
     type Source: Source<Message = Self::Message>;
     /// The RPC's name in metrics, spans and logs.
     const METHOD: &'static str;
+    /// The stored object this RPC acts on, if any (`GetResponse`, the conversation RPCs...): it
+    /// must belong to the caller, and the call goes to the profile that created it.
+    fn target(_request: &Self::Request) -> Option<Stored<'_>> {
+        None
+    }
+    /// The stored objects the request refers to (`previous_response_id`, `conversation`): each
+    /// must belong to the caller and to the profile the call uses.
+    fn references(_request: &Self::Request) -> Vec<Stored<'_>> {
+        Vec::new()
+    }
     /// Makes the upstream call and converts what comes back.
     fn open(
         &self,
         upstream: Upstream,
         request: Self::Request,
     ) -> impl Future<Output = Result<Opened<Self::Message, Self::Source>, Failure>> + Send;
+}
+
+/// A stored object named by id.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored<'a> {
+    /// What it is.
+    pub kind: Kind,
+    /// Its id.
+    pub id: &'a str,
+}
+
+impl<'a> Stored<'a> {
+    /// A response id.
+    pub fn response(id: &'a str) -> Self {
+        Self {
+            kind: Kind::Response,
+            id,
+        }
+    }
+
+    /// A conversation id.
+    pub fn conversation(id: &'a str) -> Self {
+        Self {
+            kind: Kind::Conversation,
+            id,
+        }
+    }
 }
 
 /// What [`Rpc::open`] gets to make its upstream call with.
@@ -113,13 +154,44 @@ pub struct Upstream {
     pub client: OpenAiClient,
     /// The caller's deadline, if it sent one.
     pub deadline: Option<Instant>,
-    /// The authenticated caller's token name, if caller authentication is on.
-    pub caller: Option<String>,
-    /// The profile the call uses.
-    pub profile: String,
+    /// Who is calling, under which profile: what objects created by this call are bound to.
+    pub owner: Owner,
+    /// The bindings of stored objects.
+    pub owners: Owners,
+    /// The gateway's metrics (for counts an RPC keeps itself, such as stream resumes).
+    pub metrics: Metrics,
 }
 
 impl Upstream {
+    /// Binds a stored object this call created to its caller and profile.
+    pub async fn bind(&self, kind: Kind, id: &str) {
+        self.owners.bind(kind, id, &self.owner).await;
+    }
+
+    /// Reads the JSON answer of a call about stored object `id`: its headers, body and upstream
+    /// facts. A failure is described as about the object (a 404 says it may not exist, may have
+    /// been deleted or was not stored).
+    pub async fn answer_about(
+        &self,
+        answer: Result<UpstreamResponse, UpstreamError>,
+        kind: Kind,
+        id: &str,
+    ) -> Result<(HeaderMap, bytes::Bytes, UpstreamMeta), Failure> {
+        let about = |e: UpstreamError| {
+            Failure::Status(error::upstream_about(&e, self.client.origin(), kind, id))
+        };
+        let response = answer.map_err(about)?;
+        let headers = response.headers().clone();
+        let meta = response.meta().clone();
+        let body = response.body().await.map_err(about)?;
+        Ok((headers, body, meta))
+    }
+
+    /// Forgets a stored object this call deleted.
+    pub async fn forget(&self, kind: Kind, id: &str) {
+        self.owners.forget(kind, id).await;
+    }
+
     /// POSTs a JSON `body` to `path` within the caller's deadline; the HTTP status is checked.
     pub async fn post(
         &self,
@@ -282,10 +354,24 @@ fn with_upstream_metadata<T>(body: T, headers: &HeaderMap) -> Response<T> {
 pub struct CallContext {
     admission: Admission,
     upstreams: Upstreams,
+    owners: Ownership,
     shutdown: watch::Receiver<bool>,
     stream_buffer: usize,
     heartbeat: Option<Duration>,
     metrics: Metrics,
+}
+
+/// How stored objects are guarded.
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    /// The bindings.
+    pub owners: Owners,
+    /// Caller authentication is on: a binding's caller must match, and ids the gateway did not
+    /// create are refused (unless `allow_foreign_ids`). Off, there is one caller and nothing to
+    /// isolate: bindings only route lifecycle calls to the right profile.
+    pub enforce: bool,
+    /// Accept ids the gateway did not create (`--allow-foreign-ids`, for migrations).
+    pub allow_foreign_ids: bool,
 }
 
 /// A call that passed every gateway check and whose upstream call answered.
@@ -302,6 +388,7 @@ impl CallContext {
     pub fn new(
         limits: &Limits,
         upstreams: Upstreams,
+        owners: Ownership,
         stream_buffer: usize,
         heartbeat: Option<Duration>,
         shutdown: watch::Receiver<bool>,
@@ -310,6 +397,7 @@ impl CallContext {
         Self {
             admission: Admission::new(limits),
             upstreams,
+            owners,
             shutdown,
             stream_buffer: stream_buffer.max(1),
             heartbeat,
@@ -402,6 +490,48 @@ impl CallContext {
         Ok(with_upstream_metadata(stream, &opened.headers))
     }
 
+    /// The upstream for a call: the profile of the stored object it acts on (which must be the
+    /// caller's), else the one the call names.
+    async fn select<T>(
+        &self,
+        target: Option<Stored<'_>>,
+        caller: &str,
+        request: &Request<T>,
+    ) -> Result<super::profiles::Selected, Status> {
+        let Some(target) = target else {
+            return self.upstreams.select(request);
+        };
+        match self.owners.owners.owner(target.kind, target.id).await {
+            Some(owner) if !self.owners.enforce || owner.caller == caller => {
+                self.upstreams.select_named(owner.profile, request)
+            }
+            Some(_) => Err(error::not_found(target.kind, target.id)),
+            None if self.owners.enforce && !self.owners.allow_foreign_ids => {
+                Err(error::not_found(target.kind, target.id))
+            }
+            None => self.upstreams.select(request),
+        }
+    }
+
+    /// With caller authentication, a stored object a request refers to must be the caller's and
+    /// under the call's profile (a response stored under one project's key is not visible to
+    /// another's).
+    async fn check_reference(
+        &self,
+        reference: Stored<'_>,
+        caller: &str,
+        profile: &str,
+    ) -> Result<(), Status> {
+        if !self.owners.enforce {
+            return Ok(());
+        }
+        match self.owners.owners.owner(reference.kind, reference.id).await {
+            Some(owner) if owner.caller == caller && owner.profile == profile => Ok(()),
+            None if self.owners.allow_foreign_ids => Ok(()),
+            _ => Err(error::not_found(reference.kind, reference.id)),
+        }
+    }
+
     /// Steps 1-4 of the call path (module docs): a refusal or upstream failure is returned as
     /// the status to send, already recorded.
     async fn start<R: Rpc>(
@@ -428,10 +558,22 @@ impl CallContext {
             Ok(p) => p,
             Err(status) => return Err(call.refuse(status)),
         };
-        let selected = match self.upstreams.select(&request) {
+        let owner_name = caller.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
+        let selected = match self
+            .select(R::target(request.get_ref()), &owner_name, &request)
+            .await
+        {
             Ok(selected) => selected,
             Err(status) => return Err(call.refuse(status)),
         };
+        for reference in R::references(request.get_ref()) {
+            if let Err(status) = self
+                .check_reference(reference, &owner_name, &selected.profile)
+                .await
+            {
+                return Err(call.refuse(status));
+            }
+        }
         let mut client = selected.client;
         if let Some((traceparent, tracestate, trace_id)) = continue_trace(&span, request.metadata())
         {
@@ -450,8 +592,12 @@ impl CallContext {
         let upstream = Upstream {
             client,
             deadline: admission::deadline(&request),
-            caller,
-            profile: selected.profile,
+            owner: Owner {
+                caller: owner_name,
+                profile: selected.profile,
+            },
+            owners: self.owners.owners.clone(),
+            metrics: self.metrics.clone(),
         };
         let opened = async {
             tokio::select! {

@@ -6,10 +6,12 @@
 
 pub mod admission;
 pub mod call;
+pub mod conversations;
 pub mod images;
 pub mod profiles;
 pub mod pump;
 pub mod responses;
 pub mod speech;
 mod validate;
+mod validate_lifecycle;
 mod validate_media;

@@ -113,13 +113,20 @@ impl Upstreams {
         })
     }
 
-    /// Chooses the upstream for `request`, or refuses it before any upstream call.
+    /// Chooses the upstream for `request` (its `x-openai-profile`, else the default), or
+    /// refuses it before any upstream call.
     pub fn select<T>(&self, request: &Request<T>) -> Result<Selected, Status> {
-        let metadata = request.metadata();
-        let name = match metadata.get(PROFILE_HEADER) {
+        let name = match request.metadata().get(PROFILE_HEADER) {
             Some(v) => v.to_str().unwrap_or("").trim().to_owned(),
             None => self.default.to_string(),
         };
+        self.select_named(name, request)
+    }
+
+    /// The upstream of profile `name` for `request` (the profile's caller rules and the caller's
+    /// own key apply as in [`Self::select`]).
+    pub fn select_named<T>(&self, name: String, request: &Request<T>) -> Result<Selected, Status> {
+        let metadata = request.metadata();
         let Some(entry) = self.profiles.get(&name) else {
             let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
             return Err(error::unknown_profile(PROFILE_HEADER, &name, &known));

@@ -38,6 +38,10 @@ pub trait Source: Send + 'static {
     fn usage(&self, _message: &Self::Message) -> Option<Usage> {
         None
     }
+    /// The caller cancelled or went away before the stream ended; the source is dropped right
+    /// after (closing the upstream request). For work that must outlive the call (cancelling a
+    /// background job), spawn it.
+    fn caller_gone(&mut self) {}
 }
 
 /// Messages converted ahead of sending (one upstream event can become several messages),
@@ -120,13 +124,17 @@ pub(crate) async fn pump<S: Source>(
         let waiting_since = Instant::now();
         let step = tokio::select! {
             biased;
-            () = &mut closed => return call.finish(tonic::Code::Cancelled),
+            () = &mut closed => {
+                source.caller_gone();
+                return call.finish(tonic::Code::Cancelled);
+            }
             () = &mut forced => Step::Fail(Failure::Status(crate::error::shutting_down())),
             step = source.next() => step,
             () = &mut heartbeat, if interval.is_some() => {
                 let due = last_sent + interval.unwrap_or(NEVER);
                 if Instant::now() >= due {
                     if send(&tx, Ok(source.keepalive()), &mut call).await.is_err() {
+                        source.caller_gone();
                         return call.finish(tonic::Code::Cancelled);
                     }
                     last_sent = Instant::now();
@@ -151,6 +159,7 @@ pub(crate) async fn pump<S: Source>(
             }
             // A full channel waits here: the upstream is not read while the caller is behind.
             if send(&tx, Ok(m), &mut call).await.is_err() {
+                source.caller_gone();
                 return call.finish(tonic::Code::Cancelled);
             }
             last_sent = Instant::now();

@@ -80,6 +80,7 @@ fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
             "must not be empty when set (the id of a stored response, e.g. \"resp_123\")",
         ));
     }
+    conversation(&mut v, req);
     metadata(&mut v, "metadata", &req.metadata);
     for (i, t) in req.tools.iter().enumerate() {
         tool(&mut v, &format!("tools[{i}]"), t);
@@ -127,6 +128,64 @@ fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
         ));
     }
     v
+}
+
+/// `conversation` in either form, never both, and not with `previous_response_id` (OpenAI's
+/// reference: "cannot be used in conjunction").
+fn conversation(v: &mut Vec<Violation>, req: &CreateResponseRequest) {
+    if req.conversation.is_some() && req.conversation_object.is_some() {
+        v.push(Violation::new(
+            "conversation_object",
+            "conflicts with conversation: give the conversation id once, in either form",
+        ));
+    }
+    let named = req.conversation.is_some() || req.conversation_object.is_some();
+    if named && req.previous_response_id.is_some() {
+        v.push(Violation::new(
+            "previous_response_id",
+            "cannot be used together with a conversation: the conversation already holds the history",
+        ));
+    }
+    for (field, id) in [
+        ("conversation", req.conversation.as_deref()),
+        (
+            "conversation_object.id",
+            req.conversation_object.as_ref().map(|c| c.id.as_str()),
+        ),
+    ] {
+        if id.is_some_and(|id| id.trim().is_empty()) {
+            v.push(Violation::new(
+                field,
+                "must not be empty when set (a conversation id, e.g. \"conv_123\")",
+            ));
+        }
+    }
+}
+
+/// Checks the items of an input list (for requests that take items, like a conversation's).
+pub(super) fn input_items(v: &mut Vec<Violation>, path: &str, items: &[InputItem]) {
+    for (i, item) in items.iter().enumerate() {
+        input_item(v, &format!("{path}[{i}]"), item);
+    }
+}
+
+/// Checks metadata pairs against OpenAI's limits.
+pub(super) fn metadata_limits(
+    v: &mut Vec<Violation>,
+    path: &str,
+    map: &std::collections::HashMap<String, String>,
+) {
+    metadata(v, path, map);
+}
+
+/// Checks `tools` and `tool_choice`, as for `CreateResponse`.
+pub(super) fn tools(v: &mut Vec<Violation>, list: &[Tool], choice: Option<&ToolChoice>) {
+    for (i, t) in list.iter().enumerate() {
+        tool(v, &format!("tools[{i}]"), t);
+    }
+    if let Some(choice) = choice {
+        tool_choice(v, choice);
+    }
 }
 
 fn input_item(v: &mut Vec<Violation>, path: &str, item: &InputItem) {

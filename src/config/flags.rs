@@ -212,6 +212,11 @@ pub struct Cli {
     #[arg(long = "auth-tokens-file", env = "GATEWAY_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<std::path::PathBuf>,
 
+    /// With caller tokens: accept response and conversation ids this gateway did not create
+    /// (e.g. made before the gateway was deployed); they are then not isolated between callers.
+    #[arg(long = "allow-foreign-ids", env = "GATEWAY_ALLOW_FOREIGN_IDS")]
+    pub allow_foreign_ids: bool,
+
     /// Require a caller token for reflection too (health never requires one).
     #[arg(long = "auth-reflection", env = "GATEWAY_AUTH_REFLECTION")]
     pub auth_reflection: bool,
@@ -414,6 +419,7 @@ impl Cli {
             tls,
             profiles,
             metrics_listen,
+            allow_foreign_ids: self.allow_foreign_ids,
         };
         let otlp_endpoint = non_empty(self.otlp_endpoint)
             .map(|raw| {

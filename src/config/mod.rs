@@ -114,6 +114,9 @@ pub struct Config {
     pub profiles: Profiles,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// With caller authentication, accept response and conversation ids the gateway did not
+    /// create (for migrations); they are then not isolated between callers.
+    pub allow_foreign_ids: bool,
 }
 
 impl Config {
@@ -133,6 +136,7 @@ impl Config {
             tls: None,
             profiles: Profiles::default(),
             metrics_listen: None,
+            allow_foreign_ids: false,
         }
     }
 

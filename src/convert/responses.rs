@@ -57,7 +57,17 @@ fn envelope() -> &'static MessageDescriptor {
 /// The JSON body for `POST /responses`: the request's fields under OpenAI's names, then
 /// `extra_body` merged over them, then `stream`.
 pub fn request_body(request: &pb::CreateResponseRequest, stream: bool) -> Bytes {
-    let dynamic = DynamicMessage::decode(descriptor(REQUEST), request.encode_to_vec().as_slice())
+    let mut body = request_object(request, REQUEST);
+    body.insert("stream".into(), Json::Bool(stream));
+    to_bytes(body)
+}
+
+/// The JSON object of a request message of type `type_name` (a `CreateResponseRequest`,
+/// `CountInputTokensRequest`, a conversation request...): its fields under OpenAI's names
+/// (`gateway_only` fields, such as path parameters, left out), then its `extra_body`, if it has
+/// one, merged over them.
+pub fn request_object<M: Message>(request: &M, type_name: &str) -> Map<String, Json> {
+    let dynamic = DynamicMessage::decode(descriptor(type_name), request.encode_to_vec().as_slice())
         .expect("a message decodes as its own descriptor");
     let mut body = match schema().to_json(&dynamic) {
         Json::Object(object) => object,
@@ -69,8 +79,66 @@ pub fn request_body(request: &pb::CreateResponseRequest, stream: bool) -> Bytes 
     {
         body.extend(extra);
     }
-    body.insert("stream".into(), Json::Bool(stream));
+    body
+}
+
+/// A JSON object as a request body.
+pub fn to_bytes(body: Map<String, Json>) -> Bytes {
     Bytes::from(serde_json::to_vec(&Json::Object(body)).expect("JSON values serialize"))
+}
+
+/// A JSON answer (`body`) as the generated message `M` of type `type_name`: typed where the
+/// contract types it, the rest kept in `extra_json`.
+pub fn answer<M: Message + Default>(
+    body: &[u8],
+    type_name: &str,
+    meta: &UpstreamMeta,
+) -> Result<M, UpstreamError> {
+    let doc = Doc::parse(body).map_err(|e| UpstreamError::Decode {
+        message: format!("the body is not JSON ({e})"),
+        meta: meta.clone(),
+    })?;
+    if !doc.is_object() {
+        return Err(not_an_object(meta));
+    }
+    schema()
+        .decode_json(&descriptor(type_name), &doc)
+        .map_err(|e| UpstreamError::Decode {
+            message: format!("the body could not be converted ({e})"),
+            meta: meta.clone(),
+        })
+}
+
+/// A stored Response (the body of `GET /responses/{id}` or of a cancel), with the gateway's
+/// `output_text`.
+pub fn stored(body: &[u8], meta: &UpstreamMeta) -> Result<pb::Response, UpstreamError> {
+    use pb::create_response_response::Event as E;
+    let event = non_streamed(body, meta)?;
+    match event.message.event {
+        Some(
+            E::Completed(e)
+            | E::Incomplete(e)
+            | E::Failed(e)
+            | E::Queued(e)
+            | E::InProgress(e)
+            | E::Created(e),
+        ) => Ok(e.response.unwrap_or_default()),
+        _ => Err(not_an_object(meta)),
+    }
+}
+
+/// The response id a lifecycle event carries (`created`, `queued`, `in_progress`...).
+pub fn response_id(message: &pb::CreateResponseResponse) -> Option<&str> {
+    use pb::create_response_response::Event as E;
+    match message.event.as_ref()? {
+        E::Created(e)
+        | E::Queued(e)
+        | E::InProgress(e)
+        | E::Completed(e)
+        | E::Incomplete(e)
+        | E::Failed(e) => e.response.as_ref()?.id.as_deref(),
+        _ => None,
+    }
 }
 
 /// Converts one upstream SSE `data` payload into a typed message.

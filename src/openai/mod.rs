@@ -10,7 +10,10 @@ mod stream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{
+    Method,
+    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
+};
 use tokio::time::Instant;
 
 pub use config::{
@@ -222,12 +225,97 @@ impl OpenAiClient {
         accept: Accept,
         caller_deadline: Option<Instant>,
     ) -> Result<UpstreamResponse, UpstreamError> {
+        let request = Request {
+            method: Method::POST,
+            path,
+            query: &[],
+            body: Some(body),
+            accept,
+        };
+        self.send(&request, caller_deadline).await
+    }
+
+    /// POSTs a JSON body to `path` with `query` parameters, like [`Self::post_json`].
+    pub async fn post_json_with_query(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Bytes,
+        caller_deadline: Option<Instant>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let request = Request {
+            method: Method::POST,
+            path,
+            query,
+            body: Some(body),
+            accept: Accept::Json,
+        };
+        self.send(&request, caller_deadline).await
+    }
+
+    /// GETs `path` with `query` parameters (URL-encoded here; repeat a name for an array, e.g.
+    /// `include[]`), like [`Self::post_json`] otherwise.
+    pub async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        accept: Accept,
+        caller_deadline: Option<Instant>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let request = Request {
+            method: Method::GET,
+            path,
+            query,
+            body: None,
+            accept,
+        };
+        self.send(&request, caller_deadline).await
+    }
+
+    /// DELETEs `path`, like [`Self::post_json`] otherwise.
+    pub async fn delete(
+        &self,
+        path: &str,
+        caller_deadline: Option<Instant>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let request = Request {
+            method: Method::DELETE,
+            path,
+            query: &[],
+            body: None,
+            accept: Accept::Json,
+        };
+        self.send(&request, caller_deadline).await
+    }
+
+    /// POSTs to `path` without a body (e.g. `/responses/{id}/cancel`).
+    pub async fn post_empty(
+        &self,
+        path: &str,
+        caller_deadline: Option<Instant>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let request = Request {
+            method: Method::POST,
+            path,
+            query: &[],
+            body: None,
+            accept: Accept::Json,
+        };
+        self.send(&request, caller_deadline).await
+    }
+
+    /// Sends `request`, retrying transient failures (see [`Self::post_json`]).
+    async fn send(
+        &self,
+        request: &Request<'_>,
+        caller_deadline: Option<Instant>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let budget = Budget::new(&self.timeouts, caller_deadline);
         let mut retries = 0;
         loop {
             let attempt = within(
                 budget.until(budget.first_event, TimeLimit::FirstEvent),
-                self.send_once(path, body.clone(), accept, retries),
+                self.send_once(request, retries),
             );
             let err = match attempt.await {
                 Ok(mut response) => {
@@ -258,25 +346,30 @@ impl OpenAiClient {
 
     async fn send_once(
         &self,
-        path: &str,
-        body: Bytes,
-        accept: Accept,
+        request: &Request<'_>,
         retries: u32,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let accept = match accept {
+        let accept = match request.accept {
             Accept::Json => "application/json",
             Accept::EventStream => "text/event-stream",
             Accept::Any => "*/*",
         };
-        let mut request = self.http.post(format!("{}{path}", self.origin.base_url));
-        for (name, value) in &self.request_headers {
-            request = request.header(name.clone(), value.clone());
+        let url = format!("{}{}", self.origin.base_url, request.path);
+        let mut builder = self.http.request(request.method.clone(), url);
+        if !request.query.is_empty() {
+            builder = builder.query(request.query);
         }
-        let response = request
-            .header(CONTENT_TYPE, "application/json")
+        for (name, value) in &self.request_headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(body) = &request.body {
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let response = builder
             .header(ACCEPT, accept)
             .header("x-stainless-retry-count", retries)
-            .body(body)
             .send()
             .await
             .map_err(|e| transport_error(&e))?;
@@ -297,6 +390,15 @@ impl OpenAiClient {
             meta,
         })
     }
+}
+
+/// One upstream request, as retried by [`OpenAiClient::send`].
+struct Request<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<Bytes>,
+    accept: Accept,
 }
 
 impl OpenAiClient {
