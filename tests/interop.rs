@@ -42,6 +42,7 @@ async fn grpcurl_lists_and_describes_via_reflection_v1alpha() {
     assert!(out.status.success(), "{listing}");
     for service in [
         "openai_gateway.v1.ResponsesService",
+        "openai_gateway.v1.ConversationsService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {
@@ -109,7 +110,11 @@ async fn grpcurl_prints_decoded_error_details() {
 #[tokio::test]
 async fn grpcurl_health_check() {
     let h = Harness::start().await;
-    for service in ["", "openai_gateway.v1.ResponsesService"] {
+    for service in [
+        "",
+        "openai_gateway.v1.ResponsesService",
+        "openai_gateway.v1.ConversationsService",
+    ] {
         let body = format!(r#"{{"service":"{service}"}}"#);
         let out = grpcurl(&h, &["-d", &body], &["grpc.health.v1.Health/Check"]).await;
         let printed = text(&out);
@@ -144,6 +149,64 @@ async fn python_generated_client_streams_and_reads_error_details() {
     assert_eq!(result["reason"], "INVALID_REQUEST");
     assert_eq!(result["domain"], "openai-grpc-gateway");
     assert_eq!(result["violations"][0], "model");
+    // Two turns of a conversation: two input and two output items.
+    assert_eq!(result["conversation_items"], 4, "{result}");
+    assert_eq!(result["answers"].as_array().unwrap().len(), 2);
+    assert_eq!(result["background_first"], "queued");
+    assert_eq!(result["background_status"], "completed");
+    assert_ne!(result["background_text"], "");
+}
+
+#[tokio::test]
+async fn grpcurl_walks_the_stored_response_lifecycle() {
+    let h = Harness::start().await;
+    let call = |body: String, method: &'static str| {
+        let h = &h;
+        async move {
+            let out = grpcurl(h, &["-d", &body], &[method]).await;
+            let printed = text(&out);
+            assert!(out.status.success(), "{method}: {printed}");
+            serde_json::from_str::<serde_json::Value>(&String::from_utf8_lossy(&out.stdout))
+                .unwrap_or_else(|e| panic!("{method}: {e}: {printed}"))
+        }
+    };
+    let created = call(
+        r#"{"model":"gpt-4.1","input_text":"Remember 7.","stream":false}"#.into(),
+        "openai_gateway.v1.ResponsesService/CreateResponse",
+    )
+    .await;
+    let id = created["completed"]["response"]["id"].as_str().unwrap().to_owned();
+    let got = call(
+        format!(r#"{{"response_id":"{id}"}}"#),
+        "openai_gateway.v1.ResponsesService/GetResponse",
+    )
+    .await;
+    assert_eq!(got["response"]["id"], id.as_str());
+    let items = call(
+        format!(r#"{{"response_id":"{id}","limit":10,"order":"asc"}}"#),
+        "openai_gateway.v1.ResponsesService/ListInputItems",
+    )
+    .await;
+    assert_eq!(items["data"].as_array().unwrap().len(), 1, "{items}");
+    let deleted = call(
+        format!(r#"{{"response_id":"{id}"}}"#),
+        "openai_gateway.v1.ResponsesService/DeleteResponse",
+    )
+    .await;
+    assert_eq!(deleted["deleted"], true);
+    let out = grpcurl(
+        &h,
+        &["-d", &format!(r#"{{"response_id":"{id}"}}"#)],
+        &["openai_gateway.v1.ResponsesService/GetResponse"],
+    )
+    .await;
+    assert!(text(&out).contains("Code: NotFound"), "{}", text(&out));
+    let conversation = call(
+        r#"{"metadata":{"topic":"demo"}}"#.into(),
+        "openai_gateway.v1.ConversationsService/CreateConversation",
+    )
+    .await;
+    assert_eq!(conversation["conversation"]["metadata"]["topic"], "demo");
 }
 
 #[tokio::test]

@@ -5,7 +5,10 @@ Usage: client.py ADDRESS PROTO_DIR OUT_DIR
 Generates the stubs from the contract, then:
   1. streams CreateResponse and checks that the joined output_text deltas equal the completed
      response's output_text;
-  2. sends a request without a model and reads the rich error details with grpcio-status.
+  2. sends a request without a model and reads the rich error details with grpcio-status;
+  3. continues a conversation (CreateConversation, two CreateResponse calls with `conversation`,
+     ListConversationItems);
+  4. starts a background response with stream off and polls GetResponse until it finishes.
 Prints one JSON object with what it saw; exits non-zero when a check fails.
 """
 
@@ -35,7 +38,14 @@ def main():
     import grpc
     from grpc_status import rpc_status
     from google.rpc import error_details_pb2
-    from openai_gateway.v1 import responses_pb2, responses_pb2_grpc
+    import time
+
+    from openai_gateway.v1 import (
+        conversations_pb2,
+        conversations_pb2_grpc,
+        responses_pb2,
+        responses_pb2_grpc,
+    )
 
     result = {}
     with grpc.insecure_channel(address) as channel:
@@ -76,6 +86,43 @@ def main():
                     bad = error_details_pb2.BadRequest()
                     detail.Unpack(bad)
                     result["violations"] = [v.field for v in bad.field_violations]
+
+        # 3. A conversation, continued by two responses.
+        conversations = conversations_pb2_grpc.ConversationsServiceStub(channel)
+        conv = conversations.CreateConversation(
+            conversations_pb2.CreateConversationRequest(metadata={"user_id": "user_123"}),
+            timeout=30,
+        ).conversation
+        answers = []
+        for question in ["My name is Ada.", "What is my name?"]:
+            request = responses_pb2.CreateResponseRequest(
+                model="gpt-4.1", conversation=conv.id, input_text=question, stream=False
+            )
+            answers.append(next(stub.CreateResponse(request, timeout=30)).completed.response.output_text)
+        items = conversations.ListConversationItems(
+            conversations_pb2.ListConversationItemsRequest(conversation_id=conv.id, order="asc"),
+            timeout=30,
+        ).items
+        result["conversation_items"] = len(items.data)
+        result["answers"] = answers
+
+        # 4. A background response, polled until it finishes.
+        job = next(stub.CreateResponse(responses_pb2.CreateResponseRequest(
+            model="gpt-4.1", input_text="A long report", background=True, stream=False), timeout=30))
+        result["background_first"] = job.WhichOneof("event")
+        response_id = job.queued.response.id
+        deadline = time.monotonic() + 20
+        while True:
+            response = stub.GetResponse(
+                responses_pb2.GetResponseRequest(response_id=response_id), timeout=30
+            ).response
+            if response.status in ("completed", "failed", "incomplete", "cancelled"):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("the background response never finished")
+            time.sleep(0.05)
+        result["background_status"] = response.status
+        result["background_text"] = response.output_text
     print(json.dumps(result))
 
 
