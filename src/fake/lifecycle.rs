@@ -539,3 +539,139 @@ pub(super) fn live_steps(
         Some((step, live))
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use futures_util::StreamExt as _;
+
+    use super::super::store::{Pacing, StoredResponse};
+    use super::super::transcripts::as_background;
+    use super::super::{Inner, text_events};
+    use super::*;
+
+    /// A fake's shared state holding one background job; returns it with the job's id and its
+    /// number of events.
+    fn shared_with_job(pacing: Pacing) -> (Arc<Shared>, String, usize) {
+        let events = as_background(text_events("gpt-4.1-mini", "one two three"));
+        let id = events[0]["response"]["id"].as_str().unwrap().to_string();
+        let n = events.len();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            changed: watch::channel(()).0,
+            shutdown: watch::channel(false).1,
+        });
+        let stored = StoredResponse {
+            events,
+            input_items: Vec::new(),
+            previous_response_id: None,
+            conversation: None,
+            job: None,
+        };
+        shared
+            .lock()
+            .store
+            .insert_response(id.clone(), stored, Some(pacing));
+        (shared, id, n)
+    }
+
+    fn seq(step: Option<Step>) -> u64 {
+        let Some(Step::Data(bytes)) = step else {
+            panic!("expected data, got {step:?}");
+        };
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        serde_json::from_str::<Value>(data).unwrap()["sequence_number"]
+            .as_u64()
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_body_sends_each_event_when_due_and_stops_at_a_cancel() {
+        let ms = Duration::from_millis;
+        let (shared, id, n) = shared_with_job(Pacing {
+            queued: ms(100),
+            per_event: ms(10),
+        });
+        let spec = LiveSpec {
+            id: id.clone(),
+            next: 0,
+            strip_obfuscation: false,
+        };
+        let t0 = Instant::now();
+        let mut live = live_steps(shared.clone(), spec, Framing::default(), Ending::Close);
+        assert_eq!(seq(live.next().await), 0);
+        assert_eq!(seq(live.next().await), 1);
+        assert_eq!(Instant::now(), t0, "created and queued come at once");
+        assert_eq!(seq(live.next().await), 2);
+        assert_eq!(
+            Instant::now() - t0,
+            ms(100),
+            "in_progress after the queued time"
+        );
+        assert_eq!(seq(live.next().await), 3);
+        assert_eq!(Instant::now() - t0, ms(110));
+        assert_eq!(seq(live.next().await), 4);
+        assert_eq!(Instant::now() - t0, ms(120));
+        // Cancel while the body waits for event 5: it ends at once, without waiting.
+        let waiting = tokio::spawn(async move { live.next().await.is_none() });
+        tokio::time::sleep(ms(5)).await;
+        assert!(
+            shared
+                .lock()
+                .store
+                .response_mut(&id)
+                .unwrap()
+                .cancel(Instant::now())
+        );
+        shared.notify();
+        assert!(waiting.await.unwrap(), "the body ended");
+        assert_eq!(Instant::now() - t0, ms(125));
+
+        // A body resumed after the cancel sends what was due before it, then ends.
+        let spec = LiveSpec {
+            id,
+            next: 3,
+            strip_obfuscation: false,
+        };
+        let mut resumed = live_steps(shared, spec, Framing::default(), Ending::Close);
+        assert_eq!(seq(resumed.next().await), 3);
+        assert_eq!(seq(resumed.next().await), 4);
+        assert!(resumed.next().await.is_none());
+        assert!(n > 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_body_cut_by_a_scenario_keeps_the_pacing() {
+        let ms = Duration::from_millis;
+        let (shared, id, _) = shared_with_job(Pacing {
+            queued: ms(50),
+            per_event: ms(20),
+        });
+        let spec = LiveSpec {
+            id,
+            next: 2,
+            strip_obfuscation: false,
+        };
+        let framing = Framing {
+            limit: Some(2),
+            ..Framing::default()
+        };
+        let t0 = Instant::now();
+        let mut live = live_steps(shared, spec, framing, Ending::Drop);
+        assert_eq!(seq(live.next().await), 2);
+        assert_eq!(seq(live.next().await), 3);
+        assert_eq!(Instant::now() - t0, ms(70));
+        // Half of event 4, when it is due; then the abort.
+        let Some(Step::Data(half)) = live.next().await else {
+            panic!("expected half an event");
+        };
+        assert_eq!(Instant::now() - t0, ms(90));
+        assert!(!half.ends_with(b"\n\n"));
+        assert!(matches!(live.next().await, Some(Step::Sleep(_))));
+        assert!(matches!(live.next().await, Some(Step::Abort)));
+        assert!(live.next().await.is_none());
+    }
+}
