@@ -6,21 +6,53 @@
 //!   task; dropping the handle stops it (in-flight bodies are aborted).
 //! * Without queued scenarios every route behaves realistically: `POST /v1/responses` (JSON or
 //!   SSE, text / tool call / reasoning transcripts), `POST /v1/images/generations` (real PNGs),
-//!   `POST /v1/audio/speech` (a real WAV sine tone, or SSE); anything else is a 404 with OpenAI's
-//!   error body. Every response carries OpenAI's headers (`x-request-id`, `openai-*`,
-//!   `x-ratelimit-*`).
+//!   `POST /v1/audio/speech` (a real WAV sine tone, or SSE), and the Responses lifecycle and
+//!   Conversations routes below; anything else is a 404 with OpenAI's error body. Every
+//!   response carries OpenAI's headers (`x-request-id`, `openai-*`, `x-ratelimit-*`).
 //! * [`FakeOpenAi::push`] queues a [`Scenario`] (error, raw bytes, custom events, odd framing,
 //!   dropped or stalled connections); each request takes the next one.
 //! * Every request is recorded ([`FakeOpenAi::requests`]), and every response body is tracked:
 //!   [`FakeOpenAi::client_gone`], [`FakeOpenAi::finished`] and [`FakeOpenAi::sent_bytes`] tell
 //!   whether the client read it all or went away.
 //!
+//! # Stored responses, background jobs, conversations
+//!
+//! The fake remembers what it created, like OpenAI (all under `/v1`; errors are OpenAI's
+//! `{"error": {...}}` bodies):
+//!
+//! | Route | Behaviour |
+//! |---|---|
+//! | `POST /responses` | With `store` (default) keeps the final Response, its whole event transcript and its input items (given `msg_…` ids); an unknown `previous_response_id` is a 400 `previous_response_not_found`, an unknown `conversation` a 404; `background: true` runs it as a job (below) |
+//! | `GET /responses/{id}` | The Response as of now; `?stream=true[&starting_after=N]` replays a background job's events after N, each when due (a foreground response: 400) |
+//! | `DELETE /responses/{id}` | Forgets it |
+//! | `POST /responses/{id}/cancel` | Cancels an unfinished background job (its streams stop); a finished one comes back unchanged |
+//! | `GET /responses/{id}/input_items` | Its input items, paged (`limit` 1–100, default 20; `order` default `desc`; `after`) |
+//! | `POST /responses/input_tokens` | `{"object":"response.input_tokens","input_tokens":N}`, the figure a create with that body reports |
+//! | `POST /responses/compact` | The user messages kept plus one `compaction` item |
+//! | `POST /conversations`, `GET`/`POST`/`DELETE /conversations/{id}` | Conversations with metadata (16 pairs, keys ≤ 64, values ≤ 512 chars) |
+//! | `POST`/`GET /conversations/{id}/items`, `GET`/`DELETE /conversations/{id}/items/{item}` | Their items (a response created with `conversation` adds its input and output items when it finishes) |
+//!
+//! A background job advances with time: it is `queued` for 150 ms, then `in_progress`, then one
+//! event becomes due every 25 ms until the terminal one ([`FakeOpenAi::set_background_pacing`]
+//! changes both). Its transcript starts `response.created` (status `queued`),
+//! `response.queued`, `response.in_progress`. A streamed background body (the create with
+//! `stream: true`, or the GET) sends each event when it is due, never early, and closes after
+//! the terminal event, or cleanly as soon as the job is cancelled; [`Scenario::drop_after`] and
+//! friends count that body's events, so a test can cut a background stream and resume it with
+//! `GET …?stream=true&starting_after=N`. At most 2048 responses and 1024 conversations are kept
+//! (the oldest go first).
+//!
 //! Layout: this file holds the server, the public API, scenario planning and body tracking;
 //! [`transcripts`] builds Responses event sequences; [`media`] encodes PNG and WAV;
-//! `routes` holds the default behaviour of each route.
+//! `routes` holds the default behaviour of each route and the create; `lifecycle` the other
+//! Responses routes and the live body of background streams; `conversations` the Conversations
+//! API; `store` the remembered state.
 
+mod conversations;
+mod lifecycle;
 pub mod media;
 mod routes;
+mod store;
 pub mod transcripts;
 
 pub use transcripts::{
@@ -262,6 +294,9 @@ pub enum Ending {
     Stall,
 }
 
+/// Body steps produced as the body goes (see [`lifecycle::live_steps`]).
+type LiveSteps = Pin<Box<dyn Stream<Item = Step> + Send>>;
+
 /// One step of a planned response body.
 #[derive(Debug)]
 enum Step {
@@ -285,6 +320,9 @@ pub(crate) enum Payload {
     Sse(Vec<Value>),
     /// Opaque body chunks.
     Chunks(Vec<Bytes>),
+    /// The SSE events of a background job, each sent when it becomes due
+    /// ([`lifecycle::live_steps`]).
+    Live(lifecycle::LiveSpec),
 }
 
 impl Reply {
@@ -316,6 +354,14 @@ impl Reply {
             content_type: "text/event-stream; charset=utf-8".into(),
             headers: Vec::new(),
             payload: Payload::Sse(events),
+        }
+    }
+
+    /// A 200 `text/event-stream` reply that follows a background job.
+    pub(crate) fn live(spec: lifecycle::LiveSpec) -> Self {
+        Reply {
+            payload: Payload::Live(spec),
+            ..Reply::sse(Vec::new())
         }
     }
 
@@ -408,6 +454,8 @@ fn plan_steps(payload: Payload, framing: &Framing, ending: &Ending) -> VecDeque<
             (units, done)
         }
         Payload::Chunks(chunks) => (chunks, None),
+        // Live bodies make their own steps (`plan` takes them out before this).
+        Payload::Live(_) => (Vec::new(), None),
     };
     let n = units.len();
     let cut = match ending {
@@ -513,6 +561,8 @@ struct Inner {
     entries: Vec<Entry>,
     scenarios: VecDeque<Scenario>,
     api_key: Option<String>,
+    /// Stored responses, background jobs, conversations.
+    store: store::Store,
 }
 
 /// State shared by the handle, the handler and the bodies.
@@ -605,6 +655,13 @@ impl FakeOpenAi {
         self.shared.lock().scenarios.push_back(scenario);
     }
 
+    /// Sets how background responses created from now on advance: `queued` for `queued`, then
+    /// one event every `per_event` (defaults 150 ms and 25 ms). Zero durations make a job finish
+    /// at once; long ones keep it running for a test to cancel or resume.
+    pub fn set_background_pacing(&self, queued: Duration, per_event: Duration) {
+        self.shared.lock().store.pacing = store::Pacing { queued, per_event };
+    }
+
     /// Every request received so far, in arrival order (index = request index).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared
@@ -674,6 +731,8 @@ impl std::fmt::Debug for FakeOpenAi {
 /// A response body that follows a step plan and records what happened to it.
 struct TrackedBody {
     steps: VecDeque<Step>,
+    /// Where further steps come from once `steps` runs out (a background stream).
+    live: Option<LiveSteps>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     shared: Arc<Shared>,
@@ -683,13 +742,19 @@ struct TrackedBody {
 }
 
 impl TrackedBody {
-    fn new(steps: VecDeque<Step>, shared: Arc<Shared>, index: usize) -> Self {
+    fn new(
+        steps: VecDeque<Step>,
+        live: Option<LiveSteps>,
+        shared: Arc<Shared>,
+        index: usize,
+    ) -> Self {
         let mut rx = shared.shutdown.clone();
         let shutdown = Box::pin(async move {
             let _ = rx.wait_for(|s| *s).await;
         });
         TrackedBody {
             steps,
+            live,
             sleep: None,
             shutdown,
             shared,
@@ -736,13 +801,21 @@ impl Stream for TrackedBody {
             }
             match this.steps.pop_front() {
                 None => {
+                    if let Some(live) = this.live.as_mut() {
+                        match live.as_mut().poll_next(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Some(step)) => this.steps.push_back(step),
+                            Poll::Ready(None) => this.live = None,
+                        }
+                        continue;
+                    }
                     this.done = true;
                     this.record(|e| e.finished = Some(true));
                     return Poll::Ready(None);
                 }
                 Some(Step::Data(bytes)) => {
                     let len = bytes.len() as u64;
-                    let last = this.steps.is_empty();
+                    let last = this.steps.is_empty() && this.live.is_none();
                     this.done = last;
                     this.record(|e| {
                         e.sent += len;
@@ -864,18 +937,19 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     shared.notify();
 
-    let (reply, steps) = match decision {
-        Err(()) => {
-            let reply = unauthorized(presented.as_deref());
-            plan(reply, &Framing::default(), &Ending::Close)
-        }
-        Ok(None) => plan(
-            routes::default_reply(&recorded),
-            &Framing::default(),
-            &Ending::Close,
+    let (reply, framing, ending) = match decision {
+        Err(()) => (
+            unauthorized(presented.as_deref()),
+            Framing::default(),
+            Ending::Close,
+        ),
+        Ok(None) => (
+            routes::default_reply(&recorded, &shared),
+            Framing::default(),
+            Ending::Close,
         ),
         Ok(Some(Scenario::Default { framing, ending })) => {
-            plan(routes::default_reply(&recorded), &framing, &ending)
+            (routes::default_reply(&recorded, &shared), framing, ending)
         }
         Ok(Some(Scenario::Error {
             status,
@@ -884,16 +958,16 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         })) => {
             let mut reply = Reply::json(status, &body);
             reply.headers = headers;
-            plan(reply, &Framing::default(), &Ending::Close)
+            (reply, Framing::default(), Ending::Close)
         }
         Ok(Some(Scenario::Events {
             events,
             framing,
             ending,
-        })) => plan(Reply::sse(events), &framing, &ending),
+        })) => (Reply::sse(events), framing, ending),
         Ok(Some(Scenario::RawSse { bytes, split_at })) => {
             let steps = split_raw(bytes, &split_at);
-            (Reply::sse(Vec::new()), steps)
+            return build_response(shared, index, Reply::sse(Vec::new()), steps, None, started);
         }
         Ok(Some(Scenario::Body {
             status,
@@ -909,16 +983,29 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 delay,
                 ..Framing::default()
             };
-            plan(reply, &framing, &Ending::Close)
+            (reply, framing, Ending::Close)
         }
     };
-    build_response(shared, index, reply, steps, started)
+    let (reply, steps, live) = plan(reply, &framing, &ending);
+    let live = live.map(|spec| lifecycle::live_steps(shared.clone(), spec, framing, ending));
+    build_response(shared, index, reply, steps, live, started)
 }
 
-/// Splits a reply into its head and the planned body steps.
-fn plan(mut reply: Reply, framing: &Framing, ending: &Ending) -> (Reply, VecDeque<Step>) {
+/// Splits a reply into its head and the planned body steps (or, for a background stream, what
+/// its live body follows).
+fn plan(
+    mut reply: Reply,
+    framing: &Framing,
+    ending: &Ending,
+) -> (Reply, VecDeque<Step>, Option<lifecycle::LiveSpec>) {
     let payload = std::mem::replace(&mut reply.payload, Payload::Chunks(Vec::new()));
-    (reply, plan_steps(payload, framing, ending))
+    match payload {
+        Payload::Live(spec) => (reply, VecDeque::new(), Some(spec)),
+        payload => {
+            let steps = plan_steps(payload, framing, ending);
+            (reply, steps, None)
+        }
+    }
 }
 
 fn build_response(
@@ -926,10 +1013,12 @@ fn build_response(
     index: usize,
     reply: Reply,
     steps: VecDeque<Step>,
+    live: Option<LiveSteps>,
     started: Instant,
 ) -> Response {
     // JSON bodies that are sent whole get a content-length, like OpenAI's; streams are chunked.
     let whole_json = reply.content_type == "application/json"
+        && live.is_none()
         && steps.iter().all(|s| matches!(s, Step::Data(_)));
     let content_length: u64 = steps
         .iter()
@@ -976,7 +1065,7 @@ fn build_response(
     if whole_json {
         headers.push(("content-length".into(), content_length.to_string()));
     }
-    let body = TrackedBody::new(steps, shared, index);
+    let body = TrackedBody::new(steps, live, shared, index);
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -1,13 +1,17 @@
 //! The fake's default, realistic behaviour per route (used when no scenario is queued, and by
-//! [`super::Scenario::Default`]).
+//! [`super::Scenario::Default`]): the dispatch by method and path, and `POST /v1/responses`,
+//! images and speech. The other Responses routes are in [`super::lifecycle`], the
+//! Conversations API in [`super::conversations`].
 
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
+use tokio::time::Instant;
 
-use super::media;
+use super::lifecycle::{self, LiveSpec, percent_decode};
+use super::store::{self, StoredResponse};
 use super::transcripts::{self, Item, Plan, estimate_tokens, now_unix, random_alnum};
-use super::{RecordedRequest, Reply};
+use super::{RecordedRequest, Reply, Shared, conversations, media};
 
 /// Size of the chunks audio bodies are sent in.
 const AUDIO_CHUNK: usize = 16 * 1024;
@@ -15,28 +19,54 @@ const AUDIO_CHUNK: usize = 16 * 1024;
 const AUDIO_SSE_CHUNK: usize = 12 * 1024;
 
 /// Picks the default reply for a request by method and path.
-pub(super) fn default_reply(req: &RecordedRequest) -> Reply {
+pub(super) fn default_reply(req: &RecordedRequest, shared: &Shared) -> Reply {
     let path = req.path.split('?').next().unwrap_or("");
-    let result = match (req.method.as_str(), path) {
-        ("POST", "/v1/responses") => responses(req),
-        ("POST", "/v1/images/generations") => images(req),
-        ("POST", "/v1/audio/speech") => speech(req),
-        (method, path) => Err(Reply::error(
-            404,
-            &format!("Invalid URL ({method} {path})"),
-            "invalid_request_error",
-            None,
-            None,
-        )),
+    let segments: Vec<String> = path
+        .split('/')
+        .skip(1)
+        .map(|s| percent_decode(s, false))
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method.as_str();
+    let result = match (method, segments.as_slice()) {
+        ("POST", ["v1", "responses"]) => responses(req, shared),
+        ("POST", ["v1", "responses", "input_tokens"]) => lifecycle::input_tokens(req, shared),
+        ("POST", ["v1", "responses", "compact"]) => lifecycle::compact(req, shared),
+        ("GET", ["v1", "responses", id]) if !id.is_empty() => lifecycle::get(req, shared, id),
+        ("DELETE", ["v1", "responses", id]) if !id.is_empty() => lifecycle::delete(shared, id),
+        ("POST", ["v1", "responses", id, "cancel"]) if !id.is_empty() => {
+            lifecycle::cancel(shared, id)
+        }
+        ("GET", ["v1", "responses", id, "input_items"]) if !id.is_empty() => {
+            lifecycle::input_items(req, shared, id)
+        }
+        (_, ["v1", "conversations", rest @ ..]) if rest.iter().all(|s| !s.is_empty()) => {
+            conversations::route(req, shared, rest).unwrap_or_else(|| Err(invalid_url(req)))
+        }
+        ("POST", ["v1", "images", "generations"]) => images(req),
+        ("POST", ["v1", "audio", "speech"]) => speech(req),
+        _ => Err(invalid_url(req)),
     };
     result.unwrap_or_else(|e| e)
 }
 
-fn bad_request(message: &str, param: Option<&str>, code: Option<&str>) -> Reply {
+/// OpenAI's 404 for a route it does not have.
+fn invalid_url(req: &RecordedRequest) -> Reply {
+    let path = req.path.split('?').next().unwrap_or("");
+    Reply::error(
+        404,
+        &format!("Invalid URL ({} {path})", req.method),
+        "invalid_request_error",
+        None,
+        None,
+    )
+}
+
+pub(super) fn bad_request(message: &str, param: Option<&str>, code: Option<&str>) -> Reply {
     Reply::error(400, message, "invalid_request_error", param, code)
 }
 
-fn missing(param: &str) -> Reply {
+pub(super) fn missing(param: &str) -> Reply {
     bad_request(
         &format!("Missing required parameter: '{param}'."),
         Some(param),
@@ -44,23 +74,131 @@ fn missing(param: &str) -> Reply {
     )
 }
 
+const UNPARSABLE_JSON: &str = "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)";
+
 fn json_body(req: &RecordedRequest) -> Result<&Value, Reply> {
-    req.json.as_ref().filter(|v| v.is_object()).ok_or_else(|| {
-        bad_request(
-            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
-            None,
-            None,
-        )
+    req.json
+        .as_ref()
+        .filter(|v| v.is_object())
+        .ok_or_else(|| bad_request(UNPARSABLE_JSON, None, None))
+}
+
+/// The JSON object body; with `optional`, an empty body counts as `{}`.
+pub(super) fn object_body(req: &RecordedRequest, optional: bool) -> Result<Value, Reply> {
+    if optional && req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    json_body(req).cloned()
+}
+
+/// A boolean field: absent or null gives `default`; another type is a 400.
+fn bool_field(body: &Value, key: &str, default: bool) -> Result<bool, Reply> {
+    match non_null(body, key) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(bad_request(
+            &format!(
+                "Invalid type for '{key}': expected a boolean, but got {} instead.",
+                store::kind(other)
+            ),
+            Some(key),
+            Some("invalid_type"),
+        )),
+    }
+}
+
+/// The items a request continues from (`previous_response_id`'s chain or `conversation`'s
+/// items), and which conversation it belongs to.
+pub(super) struct Context {
+    /// Earlier items, oldest first.
+    pub items: Vec<Value>,
+    /// The conversation id, if any.
+    pub conversation: Option<String>,
+    /// The previous response id, if any.
+    pub previous: Option<String>,
+}
+
+/// Checks `previous_response_id` and `conversation` (types, mutual exclusion, existence) and
+/// collects the earlier items.
+pub(super) fn resolve_context(body: &Value, shared: &Shared) -> Result<Context, Reply> {
+    let previous = match non_null(body, "previous_response_id") {
+        None => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(other) => {
+            return Err(bad_request(
+                &format!(
+                    "Invalid type for 'previous_response_id': expected a string, but got {} instead.",
+                    store::kind(other)
+                ),
+                Some("previous_response_id"),
+                Some("invalid_type"),
+            ));
+        }
+    };
+    let conversation = match non_null(body, "conversation") {
+        None => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(Value::Object(c)) => match c.get("id") {
+            Some(Value::String(id)) => Some(id.clone()),
+            _ => return Err(missing("conversation.id")),
+        },
+        Some(other) => {
+            return Err(bad_request(
+                &format!(
+                    "Invalid type for 'conversation': expected one of a string or an object, but got {} instead.",
+                    store::kind(other)
+                ),
+                Some("conversation"),
+                Some("invalid_type"),
+            ));
+        }
+    };
+    if previous.is_some() && conversation.is_some() {
+        return Err(bad_request(
+            "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or 'conversation'.",
+            Some("conversation"),
+            Some("mutually_exclusive_parameters"),
+        ));
+    }
+    let mut inner = shared.lock();
+    inner.store.settle(Instant::now());
+    let items = if let Some(id) = &previous {
+        if inner.store.response(id).is_none() {
+            return Err(previous_response_not_found(id));
+        }
+        inner.store.chain_items(id)
+    } else if let Some(id) = &conversation {
+        match inner.store.conversation(id) {
+            Some(c) => c.items.clone(),
+            None => return Err(conversations::not_found(id, Some("conversation"))),
+        }
+    } else {
+        Vec::new()
+    };
+    Ok(Context {
+        items,
+        conversation,
+        previous,
     })
 }
 
-fn non_null<'a>(body: &'a Value, key: &str) -> Option<&'a Value> {
+/// OpenAI answers an unknown, unstored or deleted `previous_response_id` with a 400 (not a 404)
+/// carrying code `previous_response_not_found`.
+fn previous_response_not_found(id: &str) -> Reply {
+    bad_request(
+        &format!("Previous response with id '{id}' not found."),
+        Some("previous_response_id"),
+        Some("previous_response_not_found"),
+    )
+}
+
+pub(super) fn non_null<'a>(body: &'a Value, key: &str) -> Option<&'a Value> {
     body.get(key).filter(|v| !v.is_null())
 }
 
 /// The required string `model`; 404 for models that "do not exist" (`does-not-exist`,
 /// `missing-*`).
-fn model<'a>(body: &'a Value, default: Option<&'a str>) -> Result<&'a str, Reply> {
+pub(super) fn model<'a>(body: &'a Value, default: Option<&'a str>) -> Result<&'a str, Reply> {
     let model = match non_null(body, "model") {
         Some(Value::String(m)) if !m.is_empty() => m.as_str(),
         None if default.is_some() => default.unwrap_or_default(),
@@ -229,8 +367,9 @@ fn sample_arguments(schema: &Value) -> Value {
     Value::Object(out)
 }
 
-/// `POST /v1/responses`.
-fn responses(req: &RecordedRequest) -> Result<Reply, Reply> {
+/// `POST /v1/responses`: generates the transcript; stores it (unless `store: false`), with its
+/// input items; adds both to the conversation; runs it as a job with `background: true`.
+fn responses(req: &RecordedRequest, shared: &Shared) -> Result<Reply, Reply> {
     let body = json_body(req)?;
     model(body, None)?;
     let budget = match non_null(body, "max_output_tokens") {
@@ -258,11 +397,42 @@ fn responses(req: &RecordedRequest) -> Result<Reply, Reply> {
         },
     };
     let stream = non_null(body, "stream").and_then(Value::as_bool) == Some(true);
+    let store_it = bool_field(body, "store", true)?;
+    let background = bool_field(body, "background", false)?;
+    if background && !store_it {
+        return Err(bad_request(
+            "Background mode requires store=true.",
+            Some("background"),
+            None,
+        ));
+    }
     let input = non_null(body, "input");
-    let user_text = last_user_text(input);
+    let input_items =
+        store::normalize_input(input).map_err(|(m, p, c)| bad_request(&m, Some(&p), Some(c)))?;
+    let context = resolve_context(body, shared)?;
     let function_output = last_function_output(input);
     let reasoning = transcripts::is_reasoning(body);
     let show_summary = transcripts::summary_mode(body).is_some();
+
+    // Earlier user messages of the conversation (or `previous_response_id` chain): the reply
+    // says which turn this is, so a caller can see the history was used.
+    let mut earlier: Vec<String> = context
+        .items
+        .iter()
+        .filter(|i| store::is_user_message(i))
+        .map(|i| store::message_text(i).unwrap_or_default())
+        .collect();
+    let mut user_text = last_user_text(input);
+    if user_text.is_none() {
+        user_text = earlier.pop();
+    }
+    let turn_note = earlier.last().map(|last| {
+        format!(
+            " This is turn {} of our conversation; earlier you said \"{}\".",
+            earlier.len() + 1,
+            first_chars(last, 60)
+        )
+    });
 
     let mut items = Vec::new();
     let call = pick_function(body).filter(|_| function_output.is_none());
@@ -282,7 +452,7 @@ fn responses(req: &RecordedRequest) -> Result<Reply, Reply> {
             arguments: arguments.to_string(),
         });
     } else {
-        let text = if let Some(output) = &function_output {
+        let mut text = if let Some(output) = &function_output {
             format!(
                 "Thanks - the tool returned {}, so here is your answer based on it.",
                 first_chars(output, 200)
@@ -299,6 +469,9 @@ fn responses(req: &RecordedRequest) -> Result<Reply, Reply> {
                 _ => "Demo reply from the fake OpenAI upstream.".to_string(),
             }
         };
+        if let Some(note) = &turn_note {
+            text.push_str(note);
+        }
         if reasoning {
             let said = user_text
                 .as_deref()
@@ -314,23 +487,80 @@ fn responses(req: &RecordedRequest) -> Result<Reply, Reply> {
     }
 
     let mut plan = Plan::for_request(body);
-    let input_chars = input.map_or(0, |i| i.to_string().len())
-        + non_null(body, "instructions").map_or(0, |i| i.to_string().len())
-        + non_null(body, "tools").map_or(0, |t| t.to_string().len());
-    plan.input_tokens = estimate_tokens(input_chars) + 7;
+    plan.input_tokens = lifecycle::input_tokens_of(body, &context.items);
     plan.budget = budget;
-    plan.obfuscation = non_null(body, "stream_options")
+    // Stored transcripts keep `obfuscation`; the replies drop it when asked to.
+    let obfuscation = non_null(body, "stream_options")
         .and_then(|o| o.get("include_obfuscation"))
         .and_then(Value::as_bool)
         != Some(false);
+    plan.obfuscation = true;
     plan.encrypted_reasoning = non_null(body, "include")
         .and_then(Value::as_array)
         .is_some_and(|inc| inc.iter().any(|v| v == "reasoning.encrypted_content"));
-    let events = transcripts::transcript(plan, items);
+    let mut events = transcripts::transcript(plan, items);
+    if background {
+        events = transcripts::as_background(events);
+    }
+    let id = events
+        .first()
+        .and_then(|e| e.pointer("/response/id"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+
+    {
+        let mut inner = shared.lock();
+        let pacing = inner.store.pacing;
+        if store_it {
+            let stored = StoredResponse {
+                events: events.clone(),
+                input_items,
+                previous_response_id: context.previous.clone(),
+                conversation: context.conversation.clone(),
+                job: None,
+            };
+            inner
+                .store
+                .insert_response(id.clone(), stored, background.then_some(pacing));
+        } else if let Some(conversation) = &context.conversation {
+            let mut added = input_items;
+            if let Some(output) = events
+                .last()
+                .and_then(|e| e.pointer("/response/output"))
+                .and_then(Value::as_array)
+            {
+                added.extend(output.iter().cloned());
+            }
+            inner.store.append_items(conversation, added);
+        }
+    }
+
+    if background {
+        return Ok(if stream {
+            Reply::live(LiveSpec {
+                id,
+                next: 0,
+                strip_obfuscation: !obfuscation,
+            })
+        } else {
+            let queued = events
+                .first()
+                .map_or(Value::Null, |e| e["response"].clone());
+            Reply::json(200, &queued)
+        });
+    }
     if stream {
+        if !obfuscation {
+            for e in &mut events {
+                if let Some(m) = e.as_object_mut() {
+                    m.remove("obfuscation");
+                }
+            }
+        }
         Ok(Reply::sse(events))
     } else {
-        let last = events.last().cloned().unwrap_or(Value::Null);
+        let last = events.pop().unwrap_or(Value::Null);
         Ok(Reply::json(200, &last["response"]))
     }
 }

@@ -847,3 +847,5 @@ async fn h2c_stream_and_client_gone() {
     assert_eq!(fake.finished(1), Some(false));
     assert_eq!(fake.finished(0), Some(true));
 }
+
+mod lifecycle;

@@ -270,11 +270,28 @@ pub(crate) fn response_base(request: &Value) -> Map<String, Value> {
             r.insert("conversation".into(), json!({ "id": id }));
         }
         Some(v) => {
-            r.insert("conversation".into(), v.clone());
+            let id = v.get("id").cloned().unwrap_or(Value::Null);
+            r.insert("conversation".into(), json!({ "id": id }));
         }
         None => {}
     }
     r
+}
+
+/// A transcript as a background response streams it: `response.created` with status `queued`,
+/// then `response.queued`, then the rest (`response.in_progress` onwards); sequence numbers
+/// renumbered from 0.
+pub(crate) fn as_background(mut events: Vec<Value>) -> Vec<Value> {
+    if let Some(r) = events.first_mut().and_then(|e| e.get_mut("response")) {
+        r["status"] = json!("queued");
+        let queued =
+            json!({"type": "response.queued", "sequence_number": 1, "response": r.clone()});
+        events.insert(1.min(events.len()), queued);
+    }
+    for (i, e) in events.iter_mut().enumerate() {
+        e["sequence_number"] = json!(i);
+    }
+    events
 }
 
 /// One output item the transcript should produce.
