@@ -6,6 +6,7 @@ use std::future::Future;
 use tokio::{net::TcpListener, sync::watch};
 use tonic::{
     codec::CompressionEncoding,
+    server::NamedService,
     service::interceptor::InterceptedService,
     transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming},
 };
@@ -110,15 +111,11 @@ pub async fn run_with_metrics(
     let conversations = api_service!(ConversationsServiceServer, ctx);
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ResponsesServiceServer<CallContext>>()
-        .await;
-    health
-        .set_serving::<ImagesServiceServer<CallContext>>()
-        .await;
-    health
-        .set_serving::<SpeechServiceServer<CallContext>>()
-        .await;
+    for service in SERVICES {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
 
     // Reflection knows our contract plus the health and google.rpc error-detail types, so
     // grpcurl can describe every service and decode the details of an error status.
@@ -154,21 +151,11 @@ pub async fn run_with_metrics(
             delay_ms = drain.delay.as_millis() as u64,
             "shutting down: health NOT_SERVING, still serving during the drain delay"
         );
-        health
-            .set_not_serving::<ResponsesServiceServer<CallContext>>()
-            .await;
-        health
-            .set_not_serving::<ImagesServiceServer<CallContext>>()
-            .await;
-        health
-            .set_not_serving::<SpeechServiceServer<CallContext>>()
-            .await;
-        health
-            .set_not_serving::<ConversationsServiceServer<CallContext>>()
-            .await;
-        health
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
+        for service in SERVICES.into_iter().chain([""]) {
+            health
+                .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
         tokio::time::sleep(drain.delay).await;
         tracing::info!(
             timeout_ms = drain.timeout.as_millis() as u64,
@@ -233,6 +220,14 @@ pub async fn run_with_metrics(
         }
     }
 }
+
+/// The gateway's gRPC services by name: health reports each (and `""` for the whole server).
+const SERVICES: [&str; 4] = [
+    <ResponsesServiceServer<CallContext> as NamedService>::NAME,
+    <ImagesServiceServer<CallContext> as NamedService>::NAME,
+    <SpeechServiceServer<CallContext> as NamedService>::NAME,
+    <ConversationsServiceServer<CallContext> as NamedService>::NAME,
+];
 
 /// How long, after the drain timeout, the final statuses of ended calls may take to flush.
 const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);

@@ -175,7 +175,10 @@ async fn grpcurl_walks_the_stored_response_lifecycle() {
         "openai_gateway.v1.ResponsesService/CreateResponse",
     )
     .await;
-    let id = created["completed"]["response"]["id"].as_str().unwrap().to_owned();
+    let id = created["completed"]["response"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let got = call(
         format!(r#"{{"response_id":"{id}"}}"#),
         "openai_gateway.v1.ResponsesService/GetResponse",
