@@ -22,7 +22,7 @@ use std::{
 use common::{Harness, repo_root};
 use openai_grpc_gateway::{
     config::Cors,
-    fake::Scenario,
+    fake::{Scenario, error_body, tool_call_events},
     pb::{CreateResponseRequest, create_response_response},
 };
 use serde_json::{Value, json};
@@ -244,6 +244,80 @@ async fn a_person_streams_text_sees_errors_cancels_and_gets_images_and_speech() 
             .unwrap()
             .starts_with("Unknown model: \"does-not-exist\""),
         "{error}"
+    );
+
+    // A wrong key and a missing permission, as OpenAI answers them.
+    for (status, kind, code, reason, title) in [
+        (
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "UPSTREAM_UNAUTHENTICATED",
+            "Wrong API key",
+        ),
+        (
+            403,
+            "invalid_request_error",
+            "model_not_allowed",
+            "UPSTREAM_PERMISSION_DENIED",
+            "Missing permission",
+        ),
+    ] {
+        h.fake.push(Scenario::error(
+            status,
+            error_body("Refused.", kind, None, Some(code)),
+        ));
+        let result = browser
+            .step(json!({"op": "text", "input": prompt, "screenshot": format!("http-{status}")}))
+            .await;
+        let error = &result["error"];
+        assert_eq!(error["reason"], reason, "{result}");
+        assert!(
+            error["text"].as_str().unwrap().starts_with(title),
+            "{error}"
+        );
+    }
+
+    // A rate limit: explained with the RetryInfo delay (120 s is over the gateway's longest
+    // wait, so it is handed straight back).
+    h.fake.push(Scenario::Error {
+        status: 429,
+        body: error_body(
+            "Rate limit reached for gpt-4.1 on tokens per min (TPM).",
+            "tokens",
+            None,
+            Some("rate_limit_exceeded"),
+        ),
+        headers: vec![("retry-after".into(), "120".into())],
+    });
+    let result = browser
+        .step(json!({"op": "text", "input": prompt, "screenshot": "rate-limit"}))
+        .await;
+    let error = &result["error"];
+    assert_eq!(error["reason"], "UPSTREAM_RATE_LIMITED", "{result}");
+    assert!(
+        error["text"]
+            .as_str()
+            .unwrap()
+            .contains("Try again in 120 s."),
+        "{error}"
+    );
+
+    // A tool call instead of text: shown as such, not as an empty answer.
+    h.fake.push(Scenario::events(tool_call_events(
+        "gpt-4.1",
+        "get_weather",
+        r#"{"city":"Paris"}"#,
+    )));
+    let result = browser
+        .step(json!({"op": "text", "input": "Weather in Paris?", "screenshot": "tool-call"}))
+        .await;
+    assert_eq!(result["state"], "done", "{result}");
+    assert_eq!(result["text"], "");
+    let notes = result["notes"].as_str().unwrap();
+    assert!(
+        notes.starts_with("Tool call: get_weather") && notes.contains(r#"{"city":"Paris"}"#),
+        "{notes}"
     );
 
     // Cancel: the stream stops and the upstream request is closed at once.
