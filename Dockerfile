@@ -9,11 +9,13 @@ ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 # benches/ is copied because Cargo.toml declares the bench target and cargo rejects a manifest
-# whose declared target file is missing. .dockerignore keeps everything else out.
+# whose declared target file is missing; web/dist/ is the built web page that src/web.rs embeds
+# (no npm in the image). .dockerignore keeps everything else out.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
+COPY web/dist ./web/dist
 # Extra cargo flags, e.g. --build-arg CARGO_BUILD_FLAGS=--no-default-features to leave out the
 # built-in demo upstream where Cargo.toml makes it a default feature.
 ARG CARGO_BUILD_FLAGS=""
@@ -26,7 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/openai-grpc-gateway /usr/local/bin/openai-grpc-gateway
 USER 65532:65532
-# 50051: gRPC (--listen); 9464: Prometheus metrics, served only with --metrics-listen.
+# 50051: gRPC, gRPC-Web and the web page (--listen); 9464: Prometheus metrics, served only with --metrics-listen.
 EXPOSE 50051 9464
 # --listen may appear once only: a Kubernetes `command` replaces this (deploy/kubernetes).
 ENTRYPOINT ["/usr/local/bin/openai-grpc-gateway", "--listen", "0.0.0.0:50051"]

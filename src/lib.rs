@@ -5,7 +5,8 @@
 //!
 //! | module      | one job |
 //! |-------------|---------|
-//! | [`server`]  | wiring: services, health, reflection, layers, graceful drain |
+//! | [`server`]  | wiring: services, health, reflection, gRPC-Web, layers, graceful drain |
+//! | [`web`]     | the browser side of the gRPC port: the built-in page (embedded from `web/dist/`), CORS |
 //! | [`api`]     | the gRPC layer: one file per service with each RPC's own parts (validate, build the upstream request, convert the answer); [`api::call`] is the one call path every RPC runs through (admission, profile, deadline, trace context, the ready message or the stream pump, bookkeeping) |
 //! | [`telemetry`] | the per-RPC span, Prometheus metrics, W3C trace context, OTLP export |
 //! | [`config`]  | every setting, documented once: flags with environment fallbacks, the files they name |
@@ -35,5 +36,6 @@ pub mod server;
 pub mod sse;
 pub mod telemetry;
 pub mod usage;
+pub mod web;
 
 pub use server::run;

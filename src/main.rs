@@ -49,6 +49,16 @@ async fn serve(cli: Cli) -> Result<(), StartupError> {
         .map_err(|e| StartupError::runtime(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().unwrap_or(listen);
     tracing::info!(%addr, upstream = %settings.config.upstream.base_url, "serving gRPC");
+    if settings.config.web.page {
+        let scheme = if settings.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(
+            "web page at {scheme}://{addr}/ (gRPC-Web on the same port; --no-web turns it off)"
+        );
+    }
     openai_grpc_gateway::run(listener, settings.config, shutdown).await
 }
 

@@ -1,5 +1,5 @@
-//! Wiring: the gRPC services, grpc.health.v1, reflection (v1 and v1alpha), HTTP/2 settings and
-//! graceful drain.
+//! Wiring: the gRPC services, grpc.health.v1, reflection (v1 and v1alpha), gRPC-Web and the
+//! browser side ([`crate::web`]), HTTP/2 settings and graceful drain.
 
 use std::future::Future;
 
@@ -7,9 +7,11 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::{
     codec::CompressionEncoding,
     server::NamedService,
-    service::interceptor::InterceptedService,
+    service::{Routes, interceptor::InterceptedService},
     transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming},
 };
+use tonic_web::GrpcWebLayer;
+use tower::Layer as _;
 
 use crate::{
     api::{
@@ -92,17 +94,21 @@ pub async fn run_with_metrics(
     let limits = &config.http2;
     let auth = CallerAuth::new(config.auth.tokens.clone());
     // Every API service gets the same treatment: compressed requests accepted, message size
-    // limits, and the caller-token check in front.
+    // limits, and the caller-token check in front. gRPC-Web is translated per service (not as a
+    // server-wide layer, which would answer the page's plain HTTP/1.1 GETs with 400), so every
+    // service, health and reflection included, speaks it, and a translated call then runs
+    // exactly as a native one: the same token check, limits, call path, metrics and drain.
+    let web = GrpcWebLayer::new();
     macro_rules! api_service {
         ($server:ident, $api:expr) => {
-            InterceptedService::new(
+            web.layer(InterceptedService::new(
                 $server::new($api)
                     .accept_compressed(CompressionEncoding::Gzip)
                     .accept_compressed(CompressionEncoding::Zstd)
                     .max_decoding_message_size(limits.max_request_bytes)
                     .max_encoding_message_size(limits.max_response_bytes),
                 auth.clone(),
-            )
+            ))
         };
     }
     let responses = api_service!(ResponsesServiceServer, ctx.clone());
@@ -132,16 +138,25 @@ pub async fn run_with_metrics(
     } else {
         CallerAuth::default()
     };
-    let reflection_v1 = InterceptedService::new(
+    let reflection_v1 = web.layer(InterceptedService::new(
         reflection().build_v1().map_err(StartupError::runtime)?,
         reflection_auth.clone(),
-    );
-    let reflection_v1alpha = InterceptedService::new(
+    ));
+    let reflection_v1alpha = web.layer(InterceptedService::new(
         reflection()
             .build_v1alpha()
             .map_err(StartupError::runtime)?,
         reflection_auth,
-    );
+    ));
+    let routes = Routes::new(web.layer(health_service))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(responses)
+        .add_service(images)
+        .add_service(speech)
+        .add_service(conversations)
+        .into_axum_router();
+    let routes = Routes::from(crate::web::with_page(routes, config.web.page));
 
     let drain = config.drain.clone();
     let mut forced = force_stop.subscribe();
@@ -181,6 +196,13 @@ pub async fn run_with_metrics(
     }
     let mut server = server
         .layer(tower::util::MapRequestLayer::new(stamp_arrival))
+        // CORS answers preflights itself, before any gRPC routing; off unless configured.
+        .layer(tower::util::option_layer(crate::web::cors_layer(
+            &config.web.cors,
+        )))
+        // Browsers speak HTTP/1.1 to a plaintext port (h2c is never offered to them); gRPC
+        // clients keep HTTP/2.
+        .accept_http1(true)
         .http2_keepalive_interval(limits.keepalive_interval)
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .max_concurrent_streams(Some(limits.max_concurrent_streams));
@@ -190,20 +212,12 @@ pub async fn run_with_metrics(
         // gracefully (GOAWAY, in-flight streams finish).
         server = server.max_connection_age(age);
     }
-    let serve = server
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(responses)
-        .add_service(images)
-        .add_service(speech)
-        .add_service(conversations)
-        .serve_with_incoming_shutdown(
-            // TCP_NODELAY: without it Nagle's algorithm holds a response's second small write
-            // (e.g. the trailers) until the client's delayed ACK, ~40 ms on every call.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        );
+    let serve = server.add_routes(routes).serve_with_incoming_shutdown(
+        // TCP_NODELAY: without it Nagle's algorithm holds a response's second small write
+        // (e.g. the trailers) until the client's delayed ACK, ~40 ms on every call.
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        shutdown,
+    );
     tokio::pin!(serve);
     tokio::select! {
         served = &mut serve => return served.map_err(StartupError::runtime),

@@ -13,8 +13,9 @@ use std::{
 };
 
 /// The top-level modules, highest first: each may use only modules after it.
-const LAYERS: [&str; 14] = [
+const LAYERS: [&str; 15] = [
     "server",
+    "web",
     "demo",
     "api",
     "telemetry",
@@ -32,7 +33,7 @@ const LAYERS: [&str; 14] = [
 
 /// Modules that must not know gRPC, nor the gateway's own gRPC-facing modules.
 const GRPC_FREE: [&str; 2] = ["openai", "sse"];
-const GRPC_FACING: [&str; 4] = ["api", "config", "error", "server"];
+const GRPC_FACING: [&str; 5] = ["api", "config", "error", "server", "web"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

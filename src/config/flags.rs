@@ -9,8 +9,8 @@ use clap::Parser;
 use reqwest::Url;
 
 use super::{
-    Auth, Config, DEFAULT_HEARTBEAT, DEFAULT_LISTEN, DEFAULT_STREAM_BUFFER, Drain, Files, Http2,
-    Limits, LogFormat, Profiles, StartupError, Tls,
+    Auth, Config, Cors, DEFAULT_HEARTBEAT, DEFAULT_LISTEN, DEFAULT_STREAM_BUFFER, Drain, Files,
+    Http2, Limits, LogFormat, Profiles, StartupError, Tls, Web,
 };
 use crate::openai::{ApiKey, DEFAULT_BASE_URL, RetryPolicy, Timeouts, UpstreamConfig};
 
@@ -242,6 +242,16 @@ pub struct Cli {
     #[arg(long = "metrics-listen", env = "GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 
+    /// Origins whose web pages may call the gateway with gRPC-Web (CORS), comma-separated, e.g.
+    /// `https://app.example.com,http://localhost:5173`; `*` allows any origin. Unset: CORS off
+    /// (the built-in page at / is same-origin and needs none).
+    #[arg(long = "cors-allow-origin", env = "GATEWAY_CORS_ALLOW_ORIGIN")]
+    pub cors_allow_origin: Option<String>,
+
+    /// Do not serve the built-in web page at / (gRPC-Web calls are still served).
+    #[arg(long = "no-web", env = "GATEWAY_NO_WEB")]
+    pub no_web: bool,
+
     /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g. http://otel-collector:4318
     /// (spans go to /v1/traces). Unset: no export.
     #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -380,6 +390,14 @@ impl Cli {
             .as_deref()
             .map(|a| socket_address(a, "--metrics-listen / GATEWAY_METRICS_LISTEN"))
             .transpose()?;
+        let cors = match self.cors_allow_origin.as_deref() {
+            Some(raw) => Cors::parse(raw).map_err(|e| {
+                StartupError::config(format!(
+                    "--cors-allow-origin / GATEWAY_CORS_ALLOW_ORIGIN: {e}"
+                ))
+            })?,
+            None => Cors::Off,
+        };
         let config = Config {
             listen,
             upstream,
@@ -420,6 +438,10 @@ impl Cli {
             profiles,
             metrics_listen,
             allow_foreign_ids: self.allow_foreign_ids,
+            web: Web {
+                page: !self.no_web,
+                cors,
+            },
         };
         let otlp_endpoint = non_empty(self.otlp_endpoint)
             .map(|raw| {
@@ -513,6 +535,40 @@ mod tests {
         assert!(e.contains("--base-url"), "{e}");
         let e = message(cli(&["--demo", "--stream-buffer", "0"]).unwrap_err());
         assert!(e.contains("--stream-buffer"), "{e}");
+    }
+
+    #[test]
+    fn cors_origins_parse_strictly() {
+        let s = cli(&["--demo"]).unwrap();
+        assert_eq!(s.config.web.cors, Cors::Off);
+        assert!(s.config.web.page);
+        let s = cli(&[
+            "--demo",
+            "--no-web",
+            "--cors-allow-origin",
+            " https://app.example.com/ , http://localhost:5173,https://APP.example.com",
+        ])
+        .unwrap();
+        assert!(!s.config.web.page);
+        assert_eq!(
+            s.config.web.cors,
+            Cors::Origins(vec![
+                "https://app.example.com".into(),
+                "http://localhost:5173".into()
+            ])
+        );
+        let s = cli(&["--demo", "--cors-allow-origin", "*"]).unwrap();
+        assert_eq!(s.config.web.cors, Cors::AnyOrigin);
+        for bad in [
+            "*,https://a.example",
+            "app.example.com",
+            "ftp://a.example",
+            "https://a.example/path",
+            "https://a.example?x=1",
+        ] {
+            let e = message(cli(&["--demo", "--cors-allow-origin", bad]).unwrap_err());
+            assert!(e.contains("--cors-allow-origin"), "{bad}: {e}");
+        }
     }
 
     #[test]

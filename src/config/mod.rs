@@ -117,6 +117,9 @@ pub struct Config {
     /// With caller authentication, accept response and conversation ids the gateway did not
     /// create (for migrations); they are then not isolated between callers.
     pub allow_foreign_ids: bool,
+    /// The browser side of the gRPC port: the built-in page and CORS (gRPC-Web itself is always
+    /// on).
+    pub web: Web,
 }
 
 impl Config {
@@ -137,6 +140,7 @@ impl Config {
             profiles: Profiles::default(),
             metrics_listen: None,
             allow_foreign_ids: false,
+            web: Web::DEFAULT,
         }
     }
 
@@ -262,6 +266,87 @@ impl Http2 {
 impl Default for Http2 {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+/// The browser side of the gRPC port. gRPC-Web (`application/grpc-web` and `-text`, over
+/// HTTP/1.1 and HTTP/2) is always served; these settings say what else a browser gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Web {
+    /// Serve the built-in web page at `/` (`--no-web` turns it off).
+    pub page: bool,
+    /// Which other origins' pages may call the gateway (CORS). The built-in page is served from
+    /// the gateway's own origin and needs none.
+    pub cors: Cors,
+}
+
+impl Web {
+    /// The defaults: the page on, CORS off.
+    pub const DEFAULT: Self = Self {
+        page: true,
+        cors: Cors::Off,
+    };
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Cross-origin calls from browsers (`--cors-allow-origin`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cors {
+    /// No CORS headers: only same-origin pages (such as the built-in one) can call.
+    #[default]
+    Off,
+    /// Any origin (`*`), only when asked for explicitly.
+    AnyOrigin,
+    /// These origins (`scheme://host[:port]`, as browsers send them in `Origin`).
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    /// Parses a comma-separated list of origins, or `*` alone. Each origin is an `http` or
+    /// `https` URL with nothing after the host and port (a trailing `/` is dropped), written
+    /// the way browsers send it in the `Origin` header.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let items: Vec<&str> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Ok(Self::Off);
+        }
+        if items.contains(&"*") {
+            return if items.len() == 1 {
+                Ok(Self::AnyOrigin)
+            } else {
+                Err("`*` allows every origin and cannot be combined with others".into())
+            };
+        }
+        let mut origins = Vec::with_capacity(items.len());
+        for item in items {
+            let url = reqwest::Url::parse(item).map_err(|e| {
+                format!("{item:?} is not an origin like https://app.example.com ({e})")
+            })?;
+            let bare = url.path() == "/"
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && url.username().is_empty()
+                && url.password().is_none();
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+                return Err(format!(
+                    "{item:?} is not an origin: give scheme://host[:port] (http or https), nothing after it"
+                ));
+            }
+            let origin = url.origin().ascii_serialization();
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        Ok(Self::Origins(origins))
     }
 }
 
