@@ -1383,3 +1383,38 @@ async fn lifecycle_rpcs_are_counted_and_logged_like_the_others() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_demo_upstream_drops_a_stream_on_request_and_the_gateway_resumes_it() {
+    // What the README's demo recipe does: `metadata.demo_drop_after` makes the demo upstream cut
+    // the first connection; the caller still sees one unbroken stream.
+    let h = two_callers().await;
+    let stream = h
+        .responses()
+        .create_response(by(
+            ALICE,
+            CreateResponseRequest {
+                background: Some(true),
+                metadata: [("demo_drop_after".to_owned(), "5".to_owned())].into(),
+                ..text("a job on a flaky network")
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, end) = drain(stream).await;
+    assert!(end.is_none(), "{end:?}");
+    assert_whole_stream(
+        &messages
+            .into_iter()
+            .filter(|m| m.sequence_number.is_some())
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        h.fake
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.contains("starting_after=4")),
+        "the gateway resumed after event 4"
+    );
+}

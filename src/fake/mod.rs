@@ -32,6 +32,9 @@
 //! | `POST /conversations`, `GET`/`POST`/`DELETE /conversations/{id}` | Conversations with metadata (16 pairs, keys ≤ 64, values ≤ 512 chars) |
 //! | `POST`/`GET /conversations/{id}/items`, `GET`/`DELETE /conversations/{id}/items/{item}` | Their items (a response created with `conversation` adds its input and output items when it finishes) |
 //!
+//! A create whose `metadata` holds `"demo_drop_after": "N"` has its connection dropped after N
+//! events, so a demo user can watch the gateway resume a background stream.
+//!
 //! A background job advances with time: it is `queued` for 150 ms, then `in_progress`, then one
 //! event becomes due every 25 ms until the terminal one ([`FakeOpenAi::set_background_pacing`]
 //! changes both). Its transcript starts `response.created` (status `queued`),
@@ -943,11 +946,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             Framing::default(),
             Ending::Close,
         ),
-        Ok(None) => (
-            routes::default_reply(&recorded, &shared),
-            Framing::default(),
-            Ending::Close,
-        ),
+        Ok(None) => {
+            let (framing, ending) = demo_drop(&recorded).unwrap_or_default();
+            (routes::default_reply(&recorded, &shared), framing, ending)
+        }
         Ok(Some(Scenario::Default { framing, ending })) => {
             (routes::default_reply(&recorded, &shared), framing, ending)
         }
@@ -989,6 +991,30 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let (reply, steps, live) = plan(reply, &framing, &ending);
     let live = live.map(|spec| lifecycle::live_steps(shared.clone(), spec, framing, ending));
     build_response(shared, index, reply, steps, live, started)
+}
+
+/// The demo upstream's way to show a broken stream without test code: a `POST /v1/responses`
+/// whose `metadata` holds `"demo_drop_after": "N"` has its connection dropped after N events
+/// (the gateway then resumes a background stream by itself; see the README).
+fn demo_drop(request: &RecordedRequest) -> Option<(Framing, Ending)> {
+    if request.method != "POST" || request.path != "/v1/responses" {
+        return None;
+    }
+    let n = request
+        .json
+        .as_ref()?
+        .get("metadata")?
+        .get("demo_drop_after")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    Some((
+        Framing {
+            limit: Some(n),
+            ..Framing::default()
+        },
+        Ending::Drop,
+    ))
 }
 
 /// Splits a reply into its head and the planned body steps (or, for a background stream, what
