@@ -185,6 +185,58 @@ pub fn internal(message: &str) -> Status {
     )
 }
 
+/// RESOURCE_EXHAUSTED for a caller over its quota (`--limits-file`), before any upstream call:
+/// `QuotaFailure` names the subject (`caller:NAME` or `profile:NAME`) and the limit, `RetryInfo`
+/// when the allowance frees up.
+pub fn quota_exceeded(subject: &str, limit_name: &str, limit: u64, retry: Duration) -> Status {
+    let mut metadata = HashMap::new();
+    metadata.insert("subject".to_owned(), subject.to_owned());
+    metadata.insert("limit".to_owned(), limit_name.to_owned());
+    status(
+        Code::ResourceExhausted,
+        "QUOTA_EXCEEDED",
+        format!(
+            "{subject} is over its {limit_name} quota of {limit} (this gateway's --limits-file); retry after the delay in RetryInfo"
+        ),
+        metadata,
+        |d| {
+            d.add_quota_failure_violation(subject, format!("{limit_name}: {limit}"));
+            d.set_retry_info(Some(retry));
+        },
+    )
+}
+
+/// UNAVAILABLE when the shared store (Redis) cannot be reached and the quotas fail closed
+/// (`--limits-fail-closed`).
+pub fn limits_unavailable() -> Status {
+    status(
+        Code::Unavailable,
+        "LIMITS_UNAVAILABLE",
+        "the gateway cannot check its quotas (Redis is unreachable) and is configured to refuse calls until it can; retry shortly",
+        HashMap::new(),
+        |d| {
+            d.set_retry_info(Some(Duration::from_secs(1)));
+        },
+    )
+}
+
+/// UNAVAILABLE when caller isolation needs the shared store (Redis) to tell who owns an id and
+/// it cannot be reached.
+pub fn ownership_unavailable(kind: Kind, id: &str) -> Status {
+    status(
+        Code::Unavailable,
+        "OWNERSHIP_UNAVAILABLE",
+        format!(
+            "the gateway cannot tell who owns {} {id:?} right now (Redis is unreachable); retry shortly",
+            kind.noun()
+        ),
+        HashMap::new(),
+        |d| {
+            d.set_retry_info(Some(Duration::from_secs(1)));
+        },
+    )
+}
+
 /// Whose key OpenAI rejected, and what to do about it, for 401 and 403 messages.
 fn key_phrases(key: &KeyOwner) -> (String, &'static str) {
     match key {
@@ -662,6 +714,7 @@ mod tests {
         let meta = UpstreamMeta {
             request_id: Some("req_1".into()),
             retry_after: Some(Duration::from_secs(2)),
+            rate_limit_reset: None,
         };
         let s = status(
             429,
@@ -815,6 +868,21 @@ mod tests {
                 "CALLER_UNAUTHENTICATED",
             ),
             (shutting_down(), Code::Unavailable, "SHUTTING_DOWN"),
+            (
+                quota_exceeded("caller:a", "requests_per_minute", 10, one_second),
+                Code::ResourceExhausted,
+                "QUOTA_EXCEEDED",
+            ),
+            (
+                limits_unavailable(),
+                Code::Unavailable,
+                "LIMITS_UNAVAILABLE",
+            ),
+            (
+                ownership_unavailable(Kind::Response, "resp_1"),
+                Code::Unavailable,
+                "OWNERSHIP_UNAVAILABLE",
+            ),
         ] {
             assert_eq!(s.code(), code, "{reason}");
             let info = s.get_error_details().error_info().unwrap().clone();

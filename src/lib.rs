@@ -8,6 +8,8 @@
 //! | [`server`]  | wiring: services, health, reflection, gRPC-Web, layers, graceful drain |
 //! | [`web`]     | the browser side of the gRPC port: the built-in page (embedded from `web/dist/`), CORS |
 //! | [`api`]     | the gRPC layer: one file per service with each RPC's own parts (validate, build the upstream request, convert the answer); [`api::call`] is the one call path every RPC runs through (admission, profile, deadline, trace context, the ready message or the stream pump, bookkeeping) |
+//! | [`quotas`]  | per-caller and per-profile quotas (`--limits-file`): requests and tokens per minute, streams at once |
+//! | [`store`]   | state shared by replicas in Redis (`--redis-url`): quota counters, key cooldowns, ownership bindings |
 //! | [`telemetry`] | the per-RPC span, Prometheus metrics, W3C trace context, OTLP export |
 //! | [`config`]  | every setting, documented once: flags with environment fallbacks, the files they name |
 //! | [`auth`]    | who may call: caller bearer tokens, checked in constant time |
@@ -32,8 +34,10 @@ pub mod fake;
 pub mod openai;
 pub mod owners;
 pub mod pb;
+pub mod quotas;
 pub mod server;
 pub mod sse;
+pub mod store;
 pub mod telemetry;
 pub mod usage;
 pub mod web;

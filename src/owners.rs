@@ -5,13 +5,40 @@
 //!
 //! [`Owners`] is the one small store interface. [`Owners::in_memory`] serves one replica: bounded
 //! (the oldest bindings are dropped first) and expiring with OpenAI's retention of stored
-//! responses (30 days); it does not survive a restart.
+//! responses (30 days); it does not survive a restart. [`Owners::shared_through`] adds a store
+//! shared by every replica (Redis, `crate::store`), so any replica answers a caller and a restart
+//! forgets nothing; the memory then serves as this replica's cache of it.
 
 use std::{
     collections::{HashMap, VecDeque},
+    fmt,
+    pin::Pin,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+/// A boxed future, for the object-safe [`SharedBindings`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A store of bindings shared by every replica. `Err(())`: the store could not answer.
+pub trait SharedBindings: Send + Sync + fmt::Debug {
+    /// The owner of `id`, if bound.
+    fn get<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, Result<Option<Owner>, ()>>;
+    /// Binds `id` to `owner`, expiring after `ttl` if given.
+    fn set<'a>(
+        &'a self,
+        kind: Kind,
+        id: &'a str,
+        owner: &'a Owner,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, ()>;
+    /// Drops the binding of `id`.
+    fn del<'a>(&'a self, kind: Kind, id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// The shared store could not answer whether an id is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
 
 /// What kind of stored object an id names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,13 +77,27 @@ pub struct Owner {
     pub profile: String,
 }
 
+impl Owner {
+    /// The binding's value in a shared store: the caller's and the profile's names (no secret).
+    pub fn encode(&self) -> String {
+        serde_json::json!([self.caller, self.profile]).to_string()
+    }
+
+    /// The owner a stored value names.
+    pub fn decode(value: &str) -> Option<Self> {
+        let [caller, profile]: [String; 2] = serde_json::from_str(value).ok()?;
+        Some(Self { caller, profile })
+    }
+}
+
 /// The caller name used when caller authentication is off.
 pub const ANONYMOUS: &str = "anonymous";
 
 /// The bindings of stored objects to their owners. Cheap to clone (shared).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Owners {
     memory: Arc<Mutex<Memory>>,
+    shared: Option<Arc<dyn SharedBindings>>,
 }
 
 /// The default number of bindings one replica keeps in memory.
@@ -80,6 +121,14 @@ struct Entry {
     serial: u64,
 }
 
+impl fmt::Debug for Owners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Owners")
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Owners {
     /// A store for one replica holding at most `capacity` bindings.
     pub fn in_memory(capacity: usize) -> Self {
@@ -90,6 +139,15 @@ impl Owners {
                 order: VecDeque::new(),
                 next: 0,
             })),
+            shared: None,
+        }
+    }
+
+    /// The same store, shared with other replicas through `shared`.
+    pub fn shared_through(self, shared: Arc<dyn SharedBindings>) -> Self {
+        Self {
+            shared: Some(shared),
+            ..self
         }
     }
 
@@ -99,6 +157,13 @@ impl Owners {
 
     /// Binds `id` to `owner` (again, if it was bound: the newest binding wins).
     pub async fn bind(&self, kind: Kind, id: &str, owner: &Owner) {
+        self.remember(kind, id, owner);
+        if let Some(shared) = &self.shared {
+            shared.set(kind, id, owner, kind.retention()).await;
+        }
+    }
+
+    fn remember(&self, kind: Kind, id: &str, owner: &Owner) {
         let mut memory = self.lock();
         let serial = memory.next;
         memory.next += 1;
@@ -131,8 +196,23 @@ impl Owners {
         }
     }
 
-    /// The owner of `id`, if it is bound and not expired.
-    pub async fn owner(&self, kind: Kind, id: &str) -> Option<Owner> {
+    /// The owner of `id`, if it is bound and not expired; `Err` when only the shared store could
+    /// tell and it did not answer.
+    pub async fn owner(&self, kind: Kind, id: &str) -> Result<Option<Owner>, Unavailable> {
+        if let Some(owner) = self.remembered(kind, id) {
+            return Ok(Some(owner));
+        }
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        let owner = shared.get(kind, id).await.map_err(|()| Unavailable)?;
+        if let Some(owner) = &owner {
+            self.remember(kind, id, owner);
+        }
+        Ok(owner)
+    }
+
+    fn remembered(&self, kind: Kind, id: &str) -> Option<Owner> {
         let mut memory = self.lock();
         let key = (kind, id.to_owned());
         let entry = memory.entries.get(&key)?;
@@ -146,6 +226,9 @@ impl Owners {
     /// Drops the binding of `id` (after a delete).
     pub async fn forget(&self, kind: Kind, id: &str) {
         self.lock().entries.remove(&(kind, id.to_owned()));
+        if let Some(shared) = &self.shared {
+            shared.del(kind, id).await;
+        }
     }
 }
 
@@ -166,11 +249,11 @@ mod tests {
         owners.bind(Kind::Response, "resp_1", &owner("a")).await;
         assert_eq!(
             owners.owner(Kind::Response, "resp_1").await,
-            Some(owner("a"))
+            Ok(Some(owner("a")))
         );
-        assert_eq!(owners.owner(Kind::Conversation, "resp_1").await, None);
+        assert_eq!(owners.owner(Kind::Conversation, "resp_1").await, Ok(None));
         owners.forget(Kind::Response, "resp_1").await;
-        assert_eq!(owners.owner(Kind::Response, "resp_1").await, None);
+        assert_eq!(owners.owner(Kind::Response, "resp_1").await, Ok(None));
     }
 
     #[tokio::test]
@@ -180,9 +263,15 @@ mod tests {
             owners.bind(Kind::Response, id, &owner(who)).await;
         }
         // r2 is the oldest binding still current (r1 was bound again after it).
-        assert_eq!(owners.owner(Kind::Response, "r2").await, None);
-        assert_eq!(owners.owner(Kind::Response, "r1").await, Some(owner("c")));
-        assert_eq!(owners.owner(Kind::Response, "r3").await, Some(owner("d")));
+        assert_eq!(owners.owner(Kind::Response, "r2").await, Ok(None));
+        assert_eq!(
+            owners.owner(Kind::Response, "r1").await,
+            Ok(Some(owner("c")))
+        );
+        assert_eq!(
+            owners.owner(Kind::Response, "r3").await,
+            Ok(Some(owner("d")))
+        );
         for i in 0..100 {
             owners
                 .bind(Kind::Response, "again", &owner(&i.to_string()))

@@ -1,7 +1,7 @@
 //! Wiring: the gRPC services, grpc.health.v1, reflection (v1 and v1alpha), gRPC-Web and the
 //! browser side ([`crate::web`]), HTTP/2 settings and graceful drain.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch};
 use tonic::{
@@ -28,6 +28,8 @@ use crate::{
         responses_service_server::ResponsesServiceServer,
         speech_service_server::SpeechServiceServer,
     },
+    quotas::Quotas,
+    store::Store,
     telemetry::Metrics,
 };
 
@@ -71,14 +73,36 @@ pub async fn run_with_metrics(
     }
     let upstreams = Upstreams::new(&config, &metrics)?;
     let (force_stop, forced) = watch::channel(false);
+    let store = config
+        .shared
+        .redis
+        .as_ref()
+        .map(|url| Store::new(url, &config.shared.key_prefix, metrics.clone()))
+        .transpose()?;
     let enforce = !config.auth.tokens.is_empty();
-    if enforce {
-        tracing::warn!(
-            "caller authentication is on and stored responses and conversations are bound to their callers in this process's memory only: the bindings do not survive a restart and are not shared with other replicas"
-        );
+    let mut owners = Owners::in_memory(DEFAULT_CAPACITY);
+    match &store {
+        Some(store) => {
+            tracing::info!(redis = %config.shared.redis.as_ref().map(ToString::to_string).unwrap_or_default(), prefix = %config.shared.key_prefix, "sharing quotas, key cooldowns and response ownership through Redis");
+            owners = owners.shared_through(Arc::new(store.clone()));
+            upstreams.share_cooldowns(Arc::new(store.clone()));
+        }
+        None if enforce => tracing::warn!(
+            "caller authentication is on and stored responses and conversations are bound to their callers in this process's memory only: the bindings do not survive a restart and are not shared with other replicas (set --redis-url to share them)"
+        ),
+        None => {}
     }
+    let quotas = config.quotas.clone().map(|limits| match &store {
+        Some(store) => Quotas::shared(
+            limits,
+            store.clone(),
+            config.shared.fail_closed,
+            metrics.clone(),
+        ),
+        None => Quotas::in_memory(limits, metrics.clone()),
+    });
     let ownership = Ownership {
-        owners: Owners::in_memory(DEFAULT_CAPACITY),
+        owners,
         enforce,
         allow_foreign_ids: config.allow_foreign_ids,
     };
@@ -90,7 +114,8 @@ pub async fn run_with_metrics(
         config.heartbeat,
         forced,
         metrics.clone(),
-    );
+    )
+    .with_quotas(quotas);
     let limits = &config.http2;
     let auth = CallerAuth::new(config.auth.tokens.clone());
     // Every API service gets the same treatment: compressed requests accepted, message size

@@ -14,6 +14,12 @@
 //! | `gateway_upstream_responses_total` | counter | `profile`, `status` (HTTP status, or `error`) |
 //! | `gateway_upstream_retries_total` | counter | `profile` |
 //! | `gateway_stream_resumes_total` | counter | `method`, `outcome` (`resumed`, `gave_up`) |
+//! | `gateway_quota_refusals_total` | counter | `subject` (`caller:NAME`, `profile:NAME`), `limit` |
+//! | `gateway_quota_usage` | gauge | `subject`, `limit` (requests or tokens in use this minute, as last seen) |
+//! | `gateway_quota_streams` | gauge | `subject` (streaming calls this replica holds) |
+//! | `gateway_key_cooldowns_total` | counter | `key` (profile#index:hash, never the key), `reason` |
+//! | `gateway_redis_errors_total` | counter | — |
+//! | `gateway_redis_up` | gauge | — (0 during an outage) |
 //! | `gen_ai_client_token_usage` | histogram | `gen_ai_response_model`, `gen_ai_token_type` (`input`, `output`, `cached_input`, `reasoning`) |
 //!
 //! Labels never carry secrets: methods, codes, model ids, profile names and statuses only.
@@ -53,6 +59,23 @@ struct UpstreamLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProfileLabels {
     profile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    subject: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubjectLabels {
+    subject: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key: String,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,6 +119,12 @@ struct Inner {
     upstream: Family<UpstreamLabels, Counter>,
     retries: Family<ProfileLabels, Counter>,
     resumes: Family<ResumeLabels, Counter>,
+    quota_refusals: Family<QuotaLabels, Counter>,
+    quota_usage: Family<QuotaLabels, Gauge>,
+    quota_streams: Family<SubjectLabels, Gauge>,
+    key_cooldowns: Family<KeyLabels, Counter>,
+    redis_errors: Counter,
+    redis_up: Gauge,
     tokens: Family<TokenLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -130,6 +159,13 @@ impl Metrics {
         let upstream = Family::<UpstreamLabels, Counter>::default();
         let retries = Family::<ProfileLabels, Counter>::default();
         let resumes = Family::<ResumeLabels, Counter>::default();
+        let quota_refusals = Family::<QuotaLabels, Counter>::default();
+        let quota_usage = Family::<QuotaLabels, Gauge>::default();
+        let quota_streams = Family::<SubjectLabels, Gauge>::default();
+        let key_cooldowns = Family::<KeyLabels, Counter>::default();
+        let redis_errors = Counter::default();
+        let redis_up = Gauge::default();
+        redis_up.set(1);
         let tokens = Family::<TokenLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             token_histogram,
         );
@@ -174,6 +210,36 @@ impl Metrics {
             resumes.clone(),
         );
         registry.register(
+            "gateway_quota_refusals",
+            "Calls refused for a quota, by subject and limit",
+            quota_refusals.clone(),
+        );
+        registry.register(
+            "gateway_quota_usage",
+            "Requests or tokens of a subject's per-minute allowance in use, as last seen",
+            quota_usage.clone(),
+        );
+        registry.register(
+            "gateway_quota_streams",
+            "Streaming calls of a subject held by this replica",
+            quota_streams.clone(),
+        );
+        registry.register(
+            "gateway_key_cooldowns",
+            "API keys of a pool set aside, by key id (never the key) and reason",
+            key_cooldowns.clone(),
+        );
+        registry.register(
+            "gateway_redis_errors",
+            "Redis operations that failed or timed out",
+            redis_errors.clone(),
+        );
+        registry.register(
+            "gateway_redis_up",
+            "1 while Redis answers (or is not used), 0 during an outage",
+            redis_up.clone(),
+        );
+        registry.register(
             "gen_ai_client_token_usage",
             "Tokens used per response (OpenTelemetry gen_ai.client.token.usage)",
             tokens.clone(),
@@ -189,6 +255,12 @@ impl Metrics {
                 upstream,
                 retries,
                 resumes,
+                quota_refusals,
+                quota_usage,
+                quota_streams,
+                key_cooldowns,
+                redis_errors,
+                redis_up,
                 tokens,
             }),
         }
@@ -221,6 +293,59 @@ impl Metrics {
                 profile: profile.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a call refused for `limit` of `subject`.
+    pub fn quota_refused(&self, subject: &str, limit: &str) {
+        self.inner
+            .quota_refusals
+            .get_or_create(&QuotaLabels {
+                subject: subject.to_owned(),
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets how much of `subject`'s per-minute `limit` is in use.
+    pub fn quota_usage(&self, subject: &str, limit: &str, in_use: u64) {
+        self.inner
+            .quota_usage
+            .get_or_create(&QuotaLabels {
+                subject: subject.to_owned(),
+                limit: limit.to_owned(),
+            })
+            .set(i64::try_from(in_use).unwrap_or(i64::MAX));
+    }
+
+    /// Adds `delta` to the streaming calls of `subject` this replica holds.
+    pub fn quota_streams(&self, subject: &str, delta: i64) {
+        self.inner
+            .quota_streams
+            .get_or_create(&SubjectLabels {
+                subject: subject.to_owned(),
+            })
+            .inc_by(delta);
+    }
+
+    /// Counts a pooled key set aside.
+    pub fn key_cooled(&self, key: &str, reason: &str) {
+        self.inner
+            .key_cooldowns
+            .get_or_create(&KeyLabels {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed Redis operation.
+    pub fn redis_error(&self) {
+        self.inner.redis_errors.inc();
+    }
+
+    /// Redis answers again (`true`) or not (`false`).
+    pub fn redis_up(&self, up: bool) {
+        self.inner.redis_up.set(i64::from(up));
     }
 
     /// Counts one resume of a broken background stream (`resumed`) or the end of the attempts

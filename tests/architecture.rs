@@ -13,11 +13,13 @@ use std::{
 };
 
 /// The top-level modules, highest first: each may use only modules after it.
-const LAYERS: [&str; 15] = [
+const LAYERS: [&str; 17] = [
     "server",
     "web",
     "demo",
     "api",
+    "quotas",
+    "store",
     "telemetry",
     "config",
     "auth",

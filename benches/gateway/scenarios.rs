@@ -528,6 +528,7 @@ pub(crate) fn hot_path(kind: &str, n: usize) {
     let meta = UpstreamMeta {
         request_id: Some("req_0123456789abcdef0123456789abcdef".into()),
         retry_after: None,
+        rate_limit_reset: None,
     };
     let events = fake::text_events(MODEL, &words(60));
     // Warm the lazily built descriptor pool and converter plans outside the measured loop.

@@ -39,7 +39,8 @@ use crate::{
     config::Limits,
     error::{self, Violation},
     openai::{Accept, OpenAiClient, Origin, UpstreamError, UpstreamMeta, UpstreamResponse},
-    owners::{ANONYMOUS, Kind, Owner, Owners},
+    owners::{ANONYMOUS, Kind, Owner, Owners, Unavailable},
+    quotas::{Admitted, Quotas},
     telemetry::{Call, Metrics, continue_trace},
     usage::Usage,
 };
@@ -355,6 +356,7 @@ pub struct CallContext {
     admission: Admission,
     upstreams: Upstreams,
     owners: Ownership,
+    quotas: Option<Quotas>,
     shutdown: watch::Receiver<bool>,
     stream_buffer: usize,
     heartbeat: Option<Duration>,
@@ -378,6 +380,7 @@ pub struct Ownership {
 struct Started<R: Rpc> {
     call: Call,
     permit: Permit,
+    quota: Option<Admitted>,
     origin: Arc<Origin>,
     opened: Opened<R::Message, R::Source>,
 }
@@ -398,11 +401,17 @@ impl CallContext {
             admission: Admission::new(limits),
             upstreams,
             owners,
+            quotas: None,
             shutdown,
             stream_buffer: stream_buffer.max(1),
             heartbeat,
             metrics,
         }
+    }
+
+    /// The same context, checking calls against `quotas` (`--limits-file`).
+    pub fn with_quotas(self, quotas: Option<Quotas>) -> Self {
+        Self { quotas, ..self }
     }
 
     /// Resolves when a shutdown's drain timeout has passed and in-flight calls must end.
@@ -421,8 +430,9 @@ impl CallContext {
             mut call,
             opened,
             origin,
+            quota,
             ..
-        } = self.start(rpc, request).await?;
+        } = self.start(rpc, request, false).await?;
         let Answer::Ready {
             mut messages,
             usage,
@@ -440,6 +450,9 @@ impl CallContext {
         call.first_event();
         if let Some(usage) = &usage {
             call.usage(usage);
+            if let Some(quota) = &quota {
+                quota.record(usage).await;
+            }
         }
         call.finish(tonic::Code::Ok);
         Ok(with_upstream_metadata(message, &opened.headers))
@@ -454,9 +467,10 @@ impl CallContext {
         let Started {
             mut call,
             permit,
+            quota,
             origin,
             opened,
-        } = self.start(rpc, request).await?;
+        } = self.start(rpc, request, true).await?;
         let stream: ReplyStream<R::Message> = match opened.answer {
             Answer::Ready {
                 messages,
@@ -466,6 +480,9 @@ impl CallContext {
                 call.first_event();
                 if let Some(usage) = &usage {
                     call.usage(usage);
+                    if let Some(quota) = &quota {
+                        quota.record(usage).await;
+                    }
                 }
                 let end = end.map(|f| f.into_status(&origin));
                 call.finish(end.as_ref().map_or(tonic::Code::Ok, Status::code));
@@ -479,6 +496,7 @@ impl CallContext {
                 let pumped = Pumped {
                     call,
                     permit,
+                    quota,
                     origin,
                     heartbeat: self.heartbeat,
                 };
@@ -502,14 +520,17 @@ impl CallContext {
             return self.upstreams.select(request);
         };
         match self.owners.owners.owner(target.kind, target.id).await {
-            Some(owner) if !self.owners.enforce || owner.caller == caller => {
+            Ok(Some(owner)) if !self.owners.enforce || owner.caller == caller => {
                 self.upstreams.select_named(owner.profile, request)
             }
-            Some(_) => Err(error::not_found(target.kind, target.id)),
-            None if self.owners.enforce && !self.owners.allow_foreign_ids => {
+            Ok(Some(_)) => Err(error::not_found(target.kind, target.id)),
+            Ok(None) if self.owners.enforce && !self.owners.allow_foreign_ids => {
                 Err(error::not_found(target.kind, target.id))
             }
-            None => self.upstreams.select(request),
+            Err(Unavailable) if self.owners.enforce => {
+                Err(error::ownership_unavailable(target.kind, target.id))
+            }
+            Ok(None) | Err(Unavailable) => self.upstreams.select(request),
         }
     }
 
@@ -526,8 +547,9 @@ impl CallContext {
             return Ok(());
         }
         match self.owners.owners.owner(reference.kind, reference.id).await {
-            Some(owner) if owner.caller == caller && owner.profile == profile => Ok(()),
-            None if self.owners.allow_foreign_ids => Ok(()),
+            Ok(Some(owner)) if owner.caller == caller && owner.profile == profile => Ok(()),
+            Ok(None) if self.owners.allow_foreign_ids => Ok(()),
+            Err(Unavailable) => Err(error::ownership_unavailable(reference.kind, reference.id)),
             _ => Err(error::not_found(reference.kind, reference.id)),
         }
     }
@@ -538,6 +560,7 @@ impl CallContext {
         &self,
         rpc: &R,
         request: Request<R::Request>,
+        streaming: bool,
     ) -> Result<Started<R>, Status> {
         let profile = request
             .metadata()
@@ -574,6 +597,16 @@ impl CallContext {
                 return Err(call.refuse(status));
             }
         }
+        let quota = match &self.quotas {
+            Some(quotas) => match quotas
+                .admit(&owner_name, &selected.profile, streaming)
+                .await
+            {
+                Ok(admitted) => Some(admitted),
+                Err(status) => return Err(call.refuse(status)),
+            },
+            None => None,
+        };
         let mut client = selected.client;
         if let Some((traceparent, tracestate, trace_id)) = continue_trace(&span, request.metadata())
         {
@@ -623,6 +656,7 @@ impl CallContext {
         Ok(Started {
             call,
             permit,
+            quota,
             origin,
             opened,
         })

@@ -29,6 +29,10 @@ impl Observer for ProfileObserver {
     fn retry(&self) {
         self.metrics.upstream_retry(&self.profile);
     }
+
+    fn key_cooled(&self, key: &str, reason: crate::openai::keys::Reason) {
+        self.metrics.key_cooled(key, reason.as_str());
+    }
 }
 
 /// Metadata key naming the profile of a call.
@@ -111,6 +115,13 @@ impl Upstreams {
             default: default.into(),
             allow_caller_keys: config.profiles.allow_caller_keys,
         })
+    }
+
+    /// Shares every profile's key cooldowns with other replicas through `store`.
+    pub fn share_cooldowns(&self, store: Arc<dyn crate::openai::keys::SharedCooldowns>) {
+        for entry in self.profiles.values() {
+            entry.client.share_cooldowns(store.clone());
+        }
     }
 
     /// Chooses the upstream for `request` (its `x-openai-profile`, else the default), or

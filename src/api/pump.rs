@@ -89,6 +89,8 @@ pub(crate) struct Pumped {
     pub(crate) call: Call,
     /// The admission slot, freed when the pump ends.
     pub(crate) permit: Permit,
+    /// The call's quota subjects and leases (freed when the pump ends), if quotas are on.
+    pub(crate) quota: Option<crate::quotas::Admitted>,
     /// The upstream, for error messages.
     pub(crate) origin: Arc<Origin>,
     /// Heartbeat interval, if any.
@@ -108,6 +110,7 @@ pub(crate) async fn pump<S: Source>(
     let Pumped {
         mut call,
         permit,
+        quota,
         origin,
         heartbeat: interval,
     } = pumped;
@@ -156,6 +159,9 @@ pub(crate) async fn pump<S: Source>(
                 && let Some(usage) = source.usage(&m)
             {
                 call.usage(&usage);
+                if let Some(quota) = &quota {
+                    quota.record(&usage).await;
+                }
             }
             // A full channel waits here: the upstream is not read while the caller is behind.
             if send(&tx, Ok(m), &mut call).await.is_err() {

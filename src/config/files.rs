@@ -23,6 +23,8 @@ pub struct Files {
     pub profiles: Option<ProfilesFile>,
     /// The key files the profiles name, by path.
     pub key_files: HashMap<PathBuf, Vec<u8>>,
+    /// `--limits-file`, parsed.
+    pub limits: Option<super::limits::Quotas>,
 }
 
 impl Files {
@@ -56,6 +58,14 @@ impl Files {
             )?,
             profiles,
             key_files,
+            limits: optional(&cli.limits_file, "--limits-file / GATEWAY_LIMITS_FILE")?
+                .map(|bytes| {
+                    super::limits::Quotas::parse(
+                        &String::from_utf8_lossy(&bytes),
+                        "--limits-file / GATEWAY_LIMITS_FILE",
+                    )
+                })
+                .transpose()?,
         })
     }
 }

@@ -217,6 +217,26 @@ pub struct Cli {
     #[arg(long = "allow-foreign-ids", env = "GATEWAY_ALLOW_FOREIGN_IDS")]
     pub allow_foreign_ids: bool,
 
+    /// Per-caller quotas: a JSON file `{"default": {...}, "callers": {"NAME": {...}}, "profiles":
+    /// {"NAME": {...}}}`, each with any of requests_per_minute, tokens_per_minute,
+    /// concurrent_streams. Unset: no quotas.
+    #[arg(long = "limits-file", env = "GATEWAY_LIMITS_FILE")]
+    pub limits_file: Option<std::path::PathBuf>,
+
+    /// Share quotas, key cooldowns and response ownership with other replicas through this
+    /// Redis, e.g. redis://redis:6379. Unset: each replica keeps them in its own memory.
+    #[arg(long = "redis-url", env = "GATEWAY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every key the gateway writes to Redis.
+    #[arg(long = "redis-key-prefix", env = "GATEWAY_REDIS_KEY_PREFIX", default_value = super::DEFAULT_REDIS_KEY_PREFIX)]
+    pub redis_key_prefix: String,
+
+    /// While Redis is unreachable, refuse calls that a quota would check (UNAVAILABLE) instead
+    /// of serving them.
+    #[arg(long = "limits-fail-closed", env = "GATEWAY_LIMITS_FAIL_CLOSED")]
+    pub limits_fail_closed: bool,
+
     /// Require a caller token for reflection too (health never requires one).
     #[arg(long = "auth-reflection", env = "GATEWAY_AUTH_REFLECTION")]
     pub auth_reflection: bool,
@@ -438,6 +458,18 @@ impl Cli {
             profiles,
             metrics_listen,
             allow_foreign_ids: self.allow_foreign_ids,
+            quotas: files.limits,
+            shared: super::Shared {
+                redis: non_empty(self.redis_url)
+                    .map(|raw| {
+                        super::RedisUrl::new(&raw).map_err(|e| {
+                            StartupError::config(format!("--redis-url / GATEWAY_REDIS_URL: {e}"))
+                        })
+                    })
+                    .transpose()?,
+                key_prefix: self.redis_key_prefix,
+                fail_closed: self.limits_fail_closed,
+            },
             web: Web {
                 page: !self.no_web,
                 cors,

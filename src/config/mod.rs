@@ -15,6 +15,7 @@
 
 pub mod files;
 pub mod flags;
+pub mod limits;
 pub mod profiles;
 
 use std::{collections::BTreeMap, fmt, net::SocketAddr, time::Duration};
@@ -117,6 +118,10 @@ pub struct Config {
     /// With caller authentication, accept response and conversation ids the gateway did not
     /// create (for migrations); they are then not isolated between callers.
     pub allow_foreign_ids: bool,
+    /// Per-caller and per-profile quotas (`--limits-file`); `None`: no quotas.
+    pub quotas: Option<limits::Quotas>,
+    /// State shared with other replicas (quotas, key cooldowns, ownership bindings).
+    pub shared: Shared,
     /// The browser side of the gRPC port: the built-in page and CORS (gRPC-Web itself is always
     /// on).
     pub web: Web,
@@ -140,6 +145,8 @@ impl Config {
             profiles: Profiles::default(),
             metrics_listen: None,
             allow_foreign_ids: false,
+            quotas: None,
+            shared: Shared::default(),
             web: Web::DEFAULT,
         }
     }
@@ -291,6 +298,77 @@ impl Web {
 impl Default for Web {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+/// Where replicas share their state, and what happens when it cannot be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    /// Redis (`--redis-url`); `None`: every replica keeps its state in its own memory.
+    pub redis: Option<RedisUrl>,
+    /// Prefix of every key the gateway writes to Redis.
+    pub key_prefix: String,
+    /// Refuse calls that a quota would check while Redis is unreachable (default: serve them).
+    pub fail_closed: bool,
+}
+
+/// The default prefix of the gateway's Redis keys.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "openai-gateway:";
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            redis: None,
+            key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+            fail_closed: false,
+        }
+    }
+}
+
+/// A Redis URL (`redis://[user:password@]host:port[/db]`). It may hold a password, so `Debug`
+/// and `Display` show only its host and port.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Checks the URL's form (`redis://` or `rediss://` with a host).
+    pub fn new(raw: &str) -> Result<Self, String> {
+        let url = reqwest::Url::parse(raw.trim()).map_err(|_| "is not a URL".to_owned())?;
+        if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
+            return Err("must be redis://HOST[:PORT][/DB] or rediss://...".into());
+        }
+        Ok(Self(raw.trim().to_owned()))
+    }
+
+    /// The URL itself, for the Redis client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `host:port`, safe to log.
+    pub fn host(&self) -> String {
+        reqwest::Url::parse(&self.0)
+            .ok()
+            .map(|u| {
+                format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or("?"),
+                    u.port().unwrap_or(6379)
+                )
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({})", self.host())
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis://{}", self.host())
     }
 }
 

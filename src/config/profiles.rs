@@ -52,6 +52,10 @@ struct ProfileEntry {
     #[serde(default)]
     api_key_file: Option<PathBuf>,
     #[serde(default)]
+    api_keys: Vec<String>,
+    #[serde(default)]
+    api_key_files: Vec<PathBuf>,
+    #[serde(default)]
     organization: Option<String>,
     #[serde(default)]
     project: Option<String>,
@@ -65,6 +69,11 @@ impl fmt::Debug for ProfileEntry {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("api_key_file", &self.api_key_file)
+            .field(
+                "api_keys",
+                &format_args!("{} redacted", self.api_keys.len()),
+            )
+            .field("api_key_files", &self.api_key_files)
             .finish_non_exhaustive()
     }
 }
@@ -81,9 +90,12 @@ impl ProfilesFile {
 
     /// The key files the profiles name, to be read before [`Profiles::build`].
     pub fn key_files(&self) -> impl Iterator<Item = &Path> {
-        self.profiles
-            .values()
-            .filter_map(|p| p.api_key_file.as_deref())
+        self.profiles.values().flat_map(|p| {
+            p.api_key_file
+                .iter()
+                .chain(&p.api_key_files)
+                .map(PathBuf::as_path)
+        })
     }
 }
 
@@ -109,25 +121,38 @@ impl Profiles {
             let mut upstream =
                 UpstreamConfig::new(entry.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))
                     .map_err(|e| at(&format_args!("base_url {e}")))?;
-            let key = match (entry.api_key, entry.api_key_file) {
-                (Some(_), Some(_)) => return Err(at(&"give api_key or api_key_file, not both")),
-                (Some(k), None) => Some(k),
-                (None, Some(path)) => {
-                    let bytes = key_files.get(&path).ok_or_else(|| {
-                        at(&format_args!(
-                            "api_key_file {} was not read",
-                            path.display()
-                        ))
-                    })?;
-                    Some(
-                        String::from_utf8(bytes.clone())
-                            .map_err(|_| at(&"api_key_file is not UTF-8"))?,
-                    )
-                }
-                (None, None) if demo => None,
-                (None, None) => return Err(at(&"needs api_key or api_key_file")),
+            let read = |path: &PathBuf| {
+                let bytes = key_files
+                    .get(path)
+                    .ok_or_else(|| at(&format_args!("{} was not read", path.display())))?;
+                String::from_utf8(bytes.clone())
+                    .map_err(|_| at(&format_args!("{} is not UTF-8", path.display())))
             };
-            upstream.api_key = key.map(ApiKey::new).transpose().map_err(|e| at(&e))?;
+            if entry.api_key.is_some() && entry.api_key_file.is_some() {
+                return Err(at(&"give api_key or api_key_file, not both"));
+            }
+            // The pool, in order: api_key or api_key_file, then api_keys, then api_key_files.
+            let mut keys: Vec<String> = entry.api_key.into_iter().collect();
+            if let Some(path) = &entry.api_key_file {
+                keys.push(read(path)?);
+            }
+            keys.extend(entry.api_keys);
+            for path in &entry.api_key_files {
+                keys.push(read(path)?);
+            }
+            if keys.is_empty() && !demo {
+                return Err(at(
+                    &"needs api_key, api_key_file, api_keys or api_key_files",
+                ));
+            }
+            let mut keys = keys
+                .into_iter()
+                .map(ApiKey::new)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| at(&e))?
+                .into_iter();
+            upstream.api_key = keys.next();
+            upstream.extra_keys = keys.collect();
             upstream.key_owner = KeyOwner::Profile(name.clone());
             upstream.organization = super::flags::non_empty(entry.organization);
             upstream.project = super::flags::non_empty(entry.project);
@@ -185,6 +210,15 @@ mod tests {
         let missing = build(r#"{"default":"x","profiles":{"y":{"api_key":"k"}}}"#, false);
         assert!(message(missing.unwrap_err()).contains("default profile"));
         let keyless = build(r#"{"default":"y","profiles":{"y":{}}}"#, false);
+        let pool = build(
+            r#"{"default":"p","profiles":{"p":{"api_key":"sk-a","api_keys":["sk-b","sk-c"]}}}"#,
+            false,
+        )
+        .unwrap();
+        let upstream = &pool.named["p"].upstream;
+        assert_eq!(upstream.api_key.as_ref().unwrap().expose(), "sk-a");
+        let extra: Vec<&str> = upstream.extra_keys.iter().map(ApiKey::expose).collect();
+        assert_eq!(extra, ["sk-b", "sk-c"]);
         assert!(message(keyless.unwrap_err()).contains("api_key"));
         let typo = build(r#"{"default":"y","profiles":{"y":{"apikey":"k"}}}"#, false);
         assert!(typo.is_err());

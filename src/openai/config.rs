@@ -84,6 +84,9 @@ pub struct UpstreamConfig {
     pub base_url: Url,
     /// The key sent as `Authorization: Bearer <key>`; `None` sends no `Authorization` header.
     pub api_key: Option<ApiKey>,
+    /// Further keys of the same project: the call goes to another healthy key when one is
+    /// rate limited, revoked or out of quota (see [`super::keys`]).
+    pub extra_keys: Vec<ApiKey>,
     /// Whose key `api_key` is.
     pub key_owner: KeyOwner,
     /// Sent as `OpenAI-Organization` when set (an organization id, `org-...`).
@@ -109,6 +112,7 @@ impl UpstreamConfig {
         Ok(Self {
             base_url: parse_base_url(base_url)?,
             api_key: None,
+            extra_keys: Vec::new(),
             key_owner: KeyOwner::Gateway,
             organization: None,
             project: None,

@@ -113,6 +113,9 @@ pub struct UpstreamMeta {
     pub request_id: Option<String>,
     /// How long the server asked us to wait (`retry-after-ms`, else `Retry-After`).
     pub retry_after: Option<Duration>,
+    /// When the exhausted rate-limit bucket refills (`x-ratelimit-reset-requests` /
+    /// `-tokens` of a bucket whose `x-ratelimit-remaining-*` is 0, else the later of the two).
+    pub rate_limit_reset: Option<Duration>,
 }
 
 /// A failure of one upstream call.
@@ -228,6 +231,52 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     )
 }
 
+/// OpenAI's rate-limit reset durations (`1s`, `120ms`, `6m0s`, `1h2m3.5s`).
+pub(super) fn parse_reset(raw: &str) -> Option<Duration> {
+    let mut total = 0.0f64;
+    let mut rest = raw.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..end].parse().ok()?;
+        rest = &rest[end..];
+        let (unit, scale) = if let Some(r) = rest.strip_prefix("ms") {
+            (r, 0.001)
+        } else if let Some(r) = rest.strip_prefix('s') {
+            (r, 1.0)
+        } else if let Some(r) = rest.strip_prefix('m') {
+            (r, 60.0)
+        } else if let Some(r) = rest.strip_prefix('h') {
+            (r, 3600.0)
+        } else {
+            return None;
+        };
+        total += value * scale;
+        rest = unit;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// When the exhausted rate-limit bucket refills, from OpenAI's `x-ratelimit-*` headers.
+pub(super) fn rate_limit_reset(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bucket = |kind: &str| {
+        let reset = get(&format!("x-ratelimit-reset-{kind}")).and_then(parse_reset);
+        let empty = get(&format!("x-ratelimit-remaining-{kind}"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            == Some(0);
+        (reset, empty)
+    };
+    match (bucket("requests"), bucket("tokens")) {
+        ((Some(r), true), _) | (_, (Some(r), true)) => Some(r),
+        ((r, _), (t, _)) => r.max(t),
+    }
+}
+
 /// Finds OpenAI's "Please try again in 6.57s" / "in 120ms" hint in a rate-limit message, used
 /// when a 429 or in-stream rate-limit error comes without a Retry-After header.
 pub fn retry_hint_in_message(message: &str) -> Option<Duration> {
@@ -317,6 +366,27 @@ mod tests {
         );
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn rate_limit_resets() {
+        assert_eq!(parse_reset("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(parse_reset("120ms"), Some(Duration::from_millis(120)));
+        assert_eq!(parse_reset("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_reset("soon"), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset-requests", HeaderValue::from_static("2s"));
+        h.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("30s"));
+        assert_eq!(rate_limit_reset(&h), Some(Duration::from_secs(30)));
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("0"),
+        );
+        assert_eq!(
+            rate_limit_reset(&h),
+            Some(Duration::from_secs(2)),
+            "the empty bucket"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod config;
 mod error;
+pub mod keys;
 pub mod retry;
 mod stream;
 
@@ -44,6 +45,8 @@ pub struct OpenAiClient {
     request_headers: Vec<(HeaderName, HeaderValue)>,
     /// Told about every upstream response and retry (metrics), if set.
     observer: Option<std::sync::Arc<dyn Observer>>,
+    /// The profile's keys when it has several; `None`: the one key in the default headers.
+    pool: Option<std::sync::Arc<keys::KeyPool>>,
 }
 
 /// Receives upstream events for metrics, without this module knowing any metrics library.
@@ -52,6 +55,8 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
     fn response(&self, status: Option<u16>);
     /// A failed attempt is about to be retried.
     fn retry(&self);
+    /// A pooled key cools down (`key` is its id, never the key) for `reason`.
+    fn key_cooled(&self, _key: &str, _reason: keys::Reason) {}
 }
 
 /// The time limits of one call, fixed when it starts.
@@ -135,7 +140,22 @@ impl OpenAiClient {
         timeouts: &Timeouts,
     ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
-        if let Some(key) = &config.api_key {
+        let pool = if config.extra_keys.is_empty() {
+            None
+        } else {
+            let profile = match &config.key_owner {
+                KeyOwner::Profile(name) => name.as_str(),
+                KeyOwner::Gateway | KeyOwner::Caller => "default",
+            };
+            let all: Vec<ApiKey> = config
+                .api_key
+                .iter()
+                .chain(&config.extra_keys)
+                .cloned()
+                .collect();
+            Some(std::sync::Arc::new(keys::KeyPool::new(profile, &all)?))
+        };
+        if let (Some(key), None) = (&config.api_key, &pool) {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                 .map_err(|_| "the OpenAI API key is not a valid header value".to_owned())?;
             // Marks the value sensitive so HTTP/2 HPACK never indexes it and Debug hides it.
@@ -177,7 +197,15 @@ impl OpenAiClient {
             timeouts: timeouts.clone(),
             request_headers: Vec::new(),
             observer: None,
+            pool,
         })
+    }
+
+    /// Shares the cooldowns of this client's key pool (if it has one) with other replicas.
+    pub fn share_cooldowns(&self, store: std::sync::Arc<dyn keys::SharedCooldowns>) {
+        if let Some(pool) = &self.pool {
+            pool.share(store);
+        }
     }
 
     /// The same client reporting to `observer`.
@@ -194,6 +222,7 @@ impl OpenAiClient {
         let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
         value.set_sensitive(true);
         let mut client = self.with_header(AUTHORIZATION, value);
+        client.pool = None;
         client.origin = std::sync::Arc::new(Origin {
             base_url: self.origin.base_url.clone(),
             key: KeyOwner::Caller,
@@ -312,10 +341,17 @@ impl OpenAiClient {
     ) -> Result<UpstreamResponse, UpstreamError> {
         let budget = Budget::new(&self.timeouts, caller_deadline);
         let mut retries = 0;
+        // Keys of the pool that cooled down during this call: the next healthy one is tried at
+        // once, without counting as a retry.
+        let mut cooled: Vec<usize> = Vec::new();
         loop {
+            let key = match &self.pool {
+                Some(pool) => Some(pool.pick(&cooled).await),
+                None => None,
+            };
             let attempt = within(
                 budget.until(budget.first_event, TimeLimit::FirstEvent),
-                self.send_once(request, retries),
+                self.send_once(request, retries, key.as_ref().map(|(_, header)| header)),
             );
             let err = match attempt.await {
                 Ok(mut response) => {
@@ -326,6 +362,17 @@ impl OpenAiClient {
                 Err(e) => e,
             };
             self.observe(e_status(&err));
+            if let (Some(pool), Some((index, _))) = (&self.pool, &key)
+                && let Some((reason, id)) = pool.report(*index, &err).await
+            {
+                if let Some(o) = &self.observer {
+                    o.key_cooled(id, reason);
+                }
+                cooled.push(*index);
+                if cooled.len() < pool.len() {
+                    continue;
+                }
+            }
             let Some(delay) = retry::delay(&self.retry, retries, &err) else {
                 return Err(err);
             };
@@ -348,6 +395,7 @@ impl OpenAiClient {
         &self,
         request: &Request<'_>,
         retries: u32,
+        key: Option<&HeaderValue>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let accept = match request.accept {
             Accept::Json => "application/json",
@@ -358,6 +406,9 @@ impl OpenAiClient {
         let mut builder = self.http.request(request.method.clone(), url);
         if !request.query.is_empty() {
             builder = builder.query(request.query);
+        }
+        if let Some(key) = key {
+            builder = builder.header(AUTHORIZATION, key.clone());
         }
         for (name, value) in &self.request_headers {
             builder = builder.header(name.clone(), value.clone());
@@ -486,6 +537,7 @@ fn meta_of(headers: &HeaderMap) -> UpstreamMeta {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         retry_after: retry_after(headers),
+        rate_limit_reset: error::rate_limit_reset(headers),
     }
 }
 

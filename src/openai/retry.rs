@@ -64,6 +64,7 @@ mod tests {
             meta: UpstreamMeta {
                 request_id: None,
                 retry_after,
+                rate_limit_reset: None,
             },
         }
     }
