@@ -125,6 +125,7 @@ async fn tool_call_stream() {
                     "additionalProperties": false
                 }))),
                 strict: Some(true),
+                ..Default::default()
             })),
         }],
         ..text_request("Weather in Paris?")
@@ -173,6 +174,7 @@ async fn reasoning_stream() {
         reasoning: Some(pb::ReasoningConfig {
             effort: Some("low".into()),
             summary: Some("auto".into()),
+            ..Default::default()
         }),
         ..text_request("Why is the sky blue?")
     };
@@ -797,4 +799,182 @@ fn struct_of(value: serde_json::Value) -> prost_types::Struct {
         Some(prost_types::value::Kind::StructValue(s)) => s,
         _ => panic!("not an object"),
     }
+}
+
+// ---- every field, tool and item of OpenAI's spec -----------------------------------------------
+
+/// The request-side parts of `message` that are not typed: a `Struct` catch-all (`other`) or a
+/// non-empty `extra_json` of a replayed item.
+fn untyped_request_parts(message: &prost_reflect::DynamicMessage, path: &str) -> Vec<String> {
+    use prost_reflect::{ReflectMessage, Value as PValue};
+    let mut found = Vec::new();
+    for (field, value) in message.fields() {
+        let here = format!("{path}.{}", field.name());
+        match value {
+            _ if field.name() == "other" && field.containing_oneof().is_some() => found.push(here),
+            PValue::String(s) if field.name() == "extra_json" && !s.is_empty() => found.push(here),
+            PValue::Message(m) if !m.descriptor().full_name().starts_with("google.protobuf.") => {
+                found.extend(untyped_request_parts(m, &here));
+            }
+            PValue::List(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    if let PValue::Message(m) = v {
+                        found.extend(untyped_request_parts(m, &format!("{here}[{i}]")));
+                    }
+                }
+            }
+            PValue::Map(entries) => {
+                for (k, v) in entries {
+                    if let PValue::Message(m) = v {
+                        found.extend(untyped_request_parts(m, &format!("{here}[{k:?}]")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// A CreateResponse body in OpenAI's JSON, as the generated type: every member must land in a
+/// typed field (the request messages have no `extra_json`, so anything untyped would be lost and
+/// the upstream body would differ).
+fn typed_request(body: &serde_json::Value) -> CreateResponseRequest {
+    use prost::Message;
+    use prost_reflect::ReflectMessage;
+    let desc = openai_grpc_gateway::pb::pool()
+        .get_message_by_name("openai_gateway.v1.CreateResponseRequest")
+        .unwrap();
+    let request: CreateResponseRequest = openai_grpc_gateway::convert::schema()
+        .decode_json(&desc, body)
+        .expect("decodes");
+    let dynamic =
+        prost_reflect::DynamicMessage::decode(desc, request.encode_to_vec().as_slice()).unwrap();
+    let untyped = untyped_request_parts(&dynamic, "request");
+    assert!(untyped.is_empty(), "not typed: {untyped:?}");
+    assert_eq!(dynamic.descriptor().name(), "CreateResponseRequest");
+    request
+}
+
+#[tokio::test]
+async fn every_tool_choice_reaches_the_upstream_unchanged() {
+    let h = Harness::start().await;
+    let mut choices = vec![
+        json!({"type": "function", "name": "get_weather"}),
+        json!({"type": "mcp", "server_label": "internal", "name": "search"}),
+        json!({"type": "custom", "name": "run_sql"}),
+        json!({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "image_generation"}]}),
+    ];
+    for hosted in [
+        "file_search",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "computer",
+        "computer_use_preview",
+        "computer_use",
+        "image_generation",
+        "code_interpreter",
+        "programmatic_tool_calling",
+        "apply_patch",
+        "shell",
+    ] {
+        choices.push(json!({"type": hosted}));
+    }
+    for (i, choice) in choices.iter().enumerate() {
+        let request =
+            typed_request(&json!({"model": "gpt-4.1", "input": "hi", "tool_choice": choice}));
+        h.call(request).await.expect("accepted");
+        let sent = h.fake.requests()[i].json.clone().unwrap();
+        assert_eq!(sent["tool_choice"], *choice);
+    }
+}
+
+#[tokio::test]
+async fn a_completed_response_with_every_output_item_type_arrives_typed() {
+    let h = Harness::start().await;
+    h.fake.push(Scenario::events(fake::every_item_events()));
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
+    assert!(end.is_none(), "{end:?}");
+    let response = completed(&messages);
+    assert_eq!(response.output.len(), 28);
+    use output_item::Item as I;
+    let kinds: Vec<&str> = response
+        .output
+        .iter()
+        .map(|item| match item.item.as_ref().expect("typed") {
+            I::Message(_) => "message",
+            I::FileSearchCall(_) => "file_search_call",
+            I::FunctionCall(_) => "function_call",
+            I::FunctionCallOutput(_) => "function_call_output",
+            I::WebSearchCall(_) => "web_search_call",
+            I::ComputerCall(_) => "computer_call",
+            I::ComputerCallOutput(_) => "computer_call_output",
+            I::Reasoning(_) => "reasoning",
+            I::Program(_) => "program",
+            I::ProgramOutput(_) => "program_output",
+            I::ToolSearchCall(_) => "tool_search_call",
+            I::ToolSearchOutput(_) => "tool_search_output",
+            I::AdditionalTools(_) => "additional_tools",
+            I::Compaction(_) => "compaction",
+            I::ImageGenerationCall(_) => "image_generation_call",
+            I::CodeInterpreterCall(_) => "code_interpreter_call",
+            I::LocalShellCall(_) => "local_shell_call",
+            I::LocalShellCallOutput(_) => "local_shell_call_output",
+            I::ShellCall(_) => "shell_call",
+            I::ShellCallOutput(_) => "shell_call_output",
+            I::ApplyPatchCall(_) => "apply_patch_call",
+            I::ApplyPatchCallOutput(_) => "apply_patch_call_output",
+            I::McpCall(_) => "mcp_call",
+            I::McpListTools(_) => "mcp_list_tools",
+            I::McpApprovalRequest(_) => "mcp_approval_request",
+            I::McpApprovalResponse(_) => "mcp_approval_response",
+            I::CustomToolCall(_) => "custom_tool_call",
+            I::CustomToolCallOutput(_) => "custom_tool_call_output",
+            I::Unknown(raw) => panic!("untyped item {}", raw.r#type),
+        })
+        .collect();
+    let expected: Vec<String> = fake::every_output_item_type()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, expected);
+    // A few typed values a client of the shell, apply-patch and computer tools reads.
+    let Some(I::ShellCallOutput(shell)) = &response.output[19].item else {
+        panic!()
+    };
+    let outcome = shell.output[0].outcome.as_ref().unwrap();
+    assert_eq!(
+        (outcome.r#type.as_deref(), outcome.exit_code),
+        (Some("exit"), Some(0))
+    );
+    let Some(I::ApplyPatchCall(patch)) = &response.output[20].item else {
+        panic!()
+    };
+    assert_eq!(
+        patch.operation.as_ref().unwrap().path.as_deref(),
+        Some("src/main.rs")
+    );
+    let Some(I::ComputerCall(computer)) = &response.output[5].item else {
+        panic!()
+    };
+    assert_eq!(computer.actions.len(), 8);
+    assert_eq!(
+        computer.action.as_ref().unwrap().button.as_deref(),
+        Some("left")
+    );
+    let Some(I::McpCall(mcp)) = &response.output[22].item else {
+        panic!()
+    };
+    assert_eq!(mcp.error_detail.as_ref().unwrap().code, Some(503));
+    assert_eq!(
+        response
+            .moderation
+            .as_ref()
+            .unwrap()
+            .input
+            .as_ref()
+            .unwrap()
+            .flagged,
+        Some(false)
+    );
 }

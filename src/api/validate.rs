@@ -188,6 +188,7 @@ fn input_item(v: &mut Vec<Violation>, path: &str, item: &InputItem) {
             }
         }
         Some(input_item::Item::Other(s)) => require_type(v, &format!("{path}.other"), s),
+        Some(_) => {}
     }
 }
 
@@ -303,7 +304,7 @@ fn tool(v: &mut Vec<Violation>, path: &str, t: &Tool) {
             }
         }
         Some(tool::Tool::Other(s)) => require_type(v, &format!("{path}.other"), s),
-        Some(tool::Tool::WebSearch(_)) => {}
+        Some(_) => {}
     }
 }
 
