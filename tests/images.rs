@@ -995,3 +995,24 @@ async fn python_client_saves_a_png_and_a_wav_that_decoders_open() {
     assert!(result["wav"]["frames"].as_u64().unwrap() > 0, "{printed}");
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Never stricter than OpenAI
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn quality_auto_is_accepted_for_dall_e() {
+    // `auto` is OpenAI's default quality for every model (CreateImageRequest.quality).
+    let h = Harness::start().await;
+    for (i, model) in [None, Some("dall-e-2"), Some("dall-e-3")]
+        .into_iter()
+        .enumerate()
+    {
+        let r = CreateImageRequest {
+            quality: Some("auto".into()),
+            ..req(model)
+        };
+        generate(&h, r).await;
+        assert_eq!(upstream_body(&h, i)["quality"], "auto", "{model:?}");
+    }
+}

@@ -978,3 +978,212 @@ async fn a_completed_response_with_every_output_item_type_arrives_typed() {
         Some(false)
     );
 }
+
+/// JSON equality where numbers compare by value (a double-typed field sends back `1.0`).
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Number(x), J::Number(y)) => x.as_f64() == y.as_f64(),
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Every request field, input item type and tool the spec has, in OpenAI's JSON.
+fn every_request_feature() -> serde_json::Value {
+    // Every output item can be replayed as input (function_call_output is the input form, which
+    // has no `created_by`); then an easy-form user message with every part field, an item
+    // reference, and a compaction trigger (which must come last).
+    let mut input: Vec<serde_json::Value> = fake::every_output_item_type();
+    for item in &mut input {
+        if item["type"] == "function_call_output" {
+            item.as_object_mut().unwrap().remove("created_by");
+        }
+    }
+    input.push(json!({"type": "message", "role": "user", "phase": "commentary", "content": [
+        {"type": "input_text", "text": "What about tomorrow?", "prompt_cache_breakpoint": {"mode": "explicit"}},
+        {"type": "input_image", "image_url": "https://example.com/sky.png", "detail": "original", "prompt_cache_breakpoint": {"mode": "explicit"}},
+        {"type": "input_file", "file_id": "file-notes", "detail": "high", "prompt_cache_breakpoint": {"mode": "explicit"}}
+    ]}));
+    input.push(json!({"type": "item_reference", "id": "msg_earlier"}));
+    input.push(json!({"type": "compaction_trigger"}));
+    let any = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false});
+    json!({
+        "model": "gpt-5.6-terra",
+        "input": input,
+        "instructions": "Be brief.",
+        "max_output_tokens": 2048,
+        "max_tool_calls": 12,
+        "top_logprobs": 5,
+        "include": ["message.output_text.logprobs", "web_search_call.results"],
+        "service_tier": "ultrafast",
+        "prompt": {"id": "pmpt_68f2a1", "version": "3", "variables": {
+            "greeting": {"type": "input_text", "text": "Hello"},
+            "photo": {"type": "input_image", "file_id": "file-photo", "detail": "auto"},
+            "brief": {"type": "input_file", "file_url": "https://example.com/brief.pdf"}
+        }},
+        "stream_options": {"include_obfuscation": false},
+        "context_management": [{"type": "compaction", "compact_threshold": 200000}],
+        "prompt_cache_options": {"ttl": "30m", "mode": "explicit"},
+        "prompt_cache_retention": "24h",
+        "moderation": {"model": "omni-moderation-latest", "policy": {"input": {"mode": "block"}, "output": {"mode": "score"}}},
+        "reasoning": {"effort": "max", "summary": "auto", "context": "all_turns", "mode": "pro", "generate_summary": "concise"},
+        "tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "get_weather"}]},
+        "tools": [
+            {"type": "function", "name": "get_weather", "description": "Current weather", "parameters": any, "strict": true,
+             "output_schema": {"type": "object", "properties": {"temp_c": {"type": "number"}}}, "defer_loading": true,
+             "allowed_callers": ["direct", "programmatic"]},
+            {"type": "web_search", "external_web_access": false, "search_context_size": "high",
+             "filters": {"allowed_domains": ["example.com"]}, "user_location": {"type": "approximate", "city": "Paris"}},
+            {"type": "web_search_2025_08_26", "external_web_access": true},
+            {"type": "file_search", "vector_store_ids": ["vs_1"], "max_num_results": 8},
+            {"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "4g"}, "allowed_callers": ["programmatic"]},
+            {"type": "image_generation", "model": "gpt-image-2", "input_fidelity": "high", "action": "edit",
+             "input_image_mask": {"image_url": "data:image/png;base64,iVBORw0KGgo="}, "output_compression": 100, "partial_images": 0},
+            {"type": "mcp", "server_label": "internal", "tunnel_id": "tunnel_0123456789abcdefghijklmnopqrstuv",
+             "allowed_callers": ["direct"], "defer_loading": true, "require_approval": "never"},
+            {"type": "custom", "name": "run_sql", "description": "Runs SQL", "allowed_callers": ["direct"], "defer_loading": false,
+             "format": {"type": "grammar", "syntax": "lark", "definition": "start: \"SELECT\" /.+/"}},
+            {"type": "computer"},
+            {"type": "computer_use_preview", "environment": "browser", "display_width": 1280, "display_height": 800},
+            {"type": "local_shell"},
+            {"type": "shell", "environment": {"type": "container_auto", "memory_limit": "1g", "file_ids": ["file-data"]},
+             "allowed_callers": ["direct"]},
+            {"type": "apply_patch", "allowed_callers": ["direct"]},
+            {"type": "namespace", "name": "weather", "description": "Weather tools", "tools": [
+                {"type": "function", "name": "get_forecast", "parameters": any, "strict": true},
+                {"type": "custom", "name": "describe_sky", "format": {"type": "text"}}
+            ]},
+            {"type": "tool_search", "execution": "client", "description": "Finds tools", "parameters": {}},
+            {"type": "web_search_preview", "search_content_types": ["text", "image"], "search_context_size": "low"},
+            {"type": "web_search_preview_2025_03_11", "user_location": {"type": "approximate", "country": "FR"}},
+            {"type": "programmatic_tool_calling"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn every_new_field_tool_and_input_item_reaches_the_upstream_unchanged() {
+    let h = Harness::start().await;
+    let body = every_request_feature();
+    let mut request = typed_request(&body);
+    // A bare-string prompt variable (the JSON decoder above reads objects only).
+    request.prompt.as_mut().unwrap().variables.insert(
+        "city".into(),
+        pb::PromptVariable {
+            value: Some(pb::prompt_variable::Value::Text("Paris".into())),
+        },
+    );
+    let (_, end) = h.call(request).await.expect("accepted");
+    assert!(end.is_none(), "{end:?}");
+    let sent = h.fake.requests()[0].json.clone().unwrap();
+    let mut expected = body;
+    expected["prompt"]["variables"]["city"] = json!("Paris");
+    expected["stream"] = json!(true);
+    assert!(
+        same(&sent, &expected),
+        "the upstream body differs:\n sent:     {sent}\n expected: {expected}"
+    );
+}
+
+#[tokio::test]
+async fn requests_refused_before_are_accepted() {
+    let h = Harness::start().await;
+    let image = |detail: &str| pb::InputItem {
+        item: Some(pb::input_item::Item::Message(pb::InputMessage {
+            role: "user".into(),
+            content: vec![pb::InputContent {
+                part: Some(pb::input_content::Part::InputImage(pb::InputImagePart {
+                    image_url: Some("https://example.com/a.png".into()),
+                    detail: Some(detail.into()),
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        })),
+    };
+    // 1. An image part at `detail: "original"`.
+    let mut original = text_request("");
+    original.input_text = None;
+    original.input_items.push(image("original"));
+    // 2. An MCP server reached through a Secure MCP Tunnel, without server_url / connector_id.
+    let mut tunnel = text_request("Which issues are open?");
+    tunnel.tools.push(pb::Tool {
+        tool: Some(pb::tool::Tool::Mcp(pb::McpTool {
+            server_label: "internal".into(),
+            tunnel_id: Some("tunnel_0123456789abcdefghijklmnopqrstuv".into()),
+            ..Default::default()
+        })),
+    });
+    // 3. The input and the model come from a stored prompt template.
+    let template = CreateResponseRequest {
+        prompt: Some(pb::Prompt {
+            id: "pmpt_68f2a1".into(),
+            version: Some("3".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for (name, request) in [
+        ("original", original),
+        ("tunnel", tunnel),
+        ("template", template),
+    ] {
+        let (messages, end) = h
+            .call(request)
+            .await
+            .unwrap_or_else(|s| panic!("{name}: refused: {s:?}"));
+        assert!(end.is_none(), "{name}: {end:?}");
+        assert!(matches!(
+            messages.last().and_then(|m| m.event.as_ref()),
+            Some(Event::Completed(_))
+        ));
+    }
+    let sent: Vec<serde_json::Value> = h
+        .fake
+        .requests()
+        .iter()
+        .map(|r| r.json.clone().unwrap())
+        .collect();
+    assert_eq!(sent[0]["input"][0]["content"][0]["detail"], "original");
+    assert_eq!(
+        sent[1]["tools"][0]["tunnel_id"],
+        "tunnel_0123456789abcdefghijklmnopqrstuv"
+    );
+    assert!(sent[1]["tools"][0].get("server_url").is_none());
+    assert_eq!(
+        sent[2]["prompt"],
+        json!({"id": "pmpt_68f2a1", "version": "3"})
+    );
+    assert!(
+        sent[2].get("model").is_none() && sent[2].get("input").is_none(),
+        "{}",
+        sent[2]
+    );
+    // (4, `quality: "auto"` on dall-e, is in tests/images.rs.)
+}
+
+#[tokio::test]
+async fn max_output_tokens_below_the_spec_minimum_is_refused_locally() {
+    let h = Harness::start().await;
+    let mut request = text_request("hi");
+    request.max_output_tokens = Some(15);
+    let status = h.call(request).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violations = status
+        .get_error_details()
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .clone();
+    assert_eq!(violations[0].field, "max_output_tokens");
+    assert!(h.fake.requests().is_empty(), "no upstream call");
+    let mut request = text_request("hi");
+    request.max_output_tokens = Some(16);
+    h.call(request).await.expect("16 is the minimum");
+}

@@ -101,8 +101,9 @@ impl ImageModel {
     /// The qualities, if known.
     fn qualities(self) -> &'static [&'static str] {
         match self {
-            Self::DallE2 => &["standard"],
-            Self::DallE3 => &["standard", "hd"],
+            // `auto` is OpenAI's default quality for every model.
+            Self::DallE2 => &["standard", "auto"],
+            Self::DallE3 => &["standard", "hd", "auto"],
             Self::GptImage { .. } => &["low", "medium", "high", "auto"],
             Self::Unknown => &[],
         }

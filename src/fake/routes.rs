@@ -232,7 +232,8 @@ fn sample_arguments(schema: &Value) -> Value {
 /// `POST /v1/responses`.
 fn responses(req: &RecordedRequest) -> Result<Reply, Reply> {
     let body = json_body(req)?;
-    model(body, None)?;
+    // A stored prompt template may set the model (the fake's templates all use the default).
+    model(body, non_null(body, "prompt").map(|_| "gpt-4.1-mini"))?;
     let budget = match non_null(body, "max_output_tokens") {
         None => None,
         Some(v) => match v.as_i64() {
