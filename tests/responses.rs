@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, TEST_KEY, drain, reason, text_request};
+use common::{Harness, TEST_KEY, drain, reason, struct_of, text_request};
 use openai_grpc_gateway::{
     fake::{self, Ending, Framing, LineEnding, Scenario},
     pb::{
@@ -773,32 +773,6 @@ async fn a_slow_reader_slows_the_upstream_read() {
     assert_eq!(rest.len(), 1001);
     assert_eq!(deltas(&rest).len(), 1000 * piece.len());
     assert_eq!(h.fake.finished(0), Some(true));
-}
-
-// ---- helpers -----------------------------------------------------------------------------------
-
-fn struct_of(value: serde_json::Value) -> prost_types::Struct {
-    fn to_value(v: serde_json::Value) -> prost_types::Value {
-        use prost_types::value::Kind;
-        prost_types::Value {
-            kind: Some(match v {
-                serde_json::Value::Null => Kind::NullValue(0),
-                serde_json::Value::Bool(b) => Kind::BoolValue(b),
-                serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
-                serde_json::Value::String(s) => Kind::StringValue(s),
-                serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-                    values: a.into_iter().map(to_value).collect(),
-                }),
-                serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
-                    fields: o.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
-                }),
-            }),
-        }
-    }
-    match to_value(value).kind {
-        Some(prost_types::value::Kind::StructValue(s)) => s,
-        _ => panic!("not an object"),
-    }
 }
 
 // ---- every field, tool and item of OpenAI's spec -----------------------------------------------
