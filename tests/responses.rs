@@ -1161,3 +1161,27 @@ async fn max_output_tokens_below_the_spec_minimum_is_refused_locally() {
     request.max_output_tokens = Some(16);
     h.call(request).await.expect("16 is the minimum");
 }
+
+#[tokio::test]
+async fn openai_beta_metadata_is_sent_as_the_openai_beta_header() {
+    let h = Harness::start().await;
+    let mut request = tonic::Request::new(text_request("hi"));
+    request
+        .metadata_mut()
+        .append("openai-beta", "responses_multi_agent=v1".parse().unwrap());
+    request
+        .metadata_mut()
+        .append("openai-beta", "another_beta=v2".parse().unwrap());
+    h.call(request).await.unwrap();
+    h.call(text_request("hi")).await.unwrap();
+    let requests = h.fake.requests();
+    assert_eq!(
+        requests[0].header("openai-beta"),
+        Some("responses_multi_agent=v1,another_beta=v2")
+    );
+    assert_eq!(
+        requests[1].header("openai-beta"),
+        None,
+        "only when the caller asks"
+    );
+}

@@ -594,3 +594,23 @@ async fn extra_body_is_merged_into_the_upstream_body() {
     };
     rejected(&h, r, "extra_body").await;
 }
+
+#[tokio::test]
+async fn openai_beta_metadata_reaches_the_speech_upstream() {
+    let h = Harness::start().await;
+    let mut request = tonic::Request::new(req("tts-1"));
+    request
+        .metadata_mut()
+        .insert("openai-beta", "speech_preview=v1".parse().unwrap());
+    let stream = client(&h)
+        .create_speech(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let (_, end) = drain(stream).await;
+    assert!(end.is_none(), "{end:?}");
+    assert_eq!(
+        h.fake.requests()[0].header("openai-beta"),
+        Some("speech_preview=v1")
+    );
+}
