@@ -9,7 +9,7 @@ mod common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{Harness, drain};
+use common::{Harness, drain, struct_of};
 use openai_grpc_gateway::{
     fake::{self, Ending, Framing, Scenario, media},
     pb::{
@@ -994,4 +994,55 @@ async fn python_client_saves_a_png_and_a_wav_that_decoders_open() {
     assert_eq!(result["wav"]["channels"], 1, "{printed}");
     assert!(result["wav"]["frames"].as_u64().unwrap() > 0, "{printed}");
     let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Never stricter than OpenAI; extra_body
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn quality_auto_is_accepted_for_dall_e() {
+    // `auto` is OpenAI's default quality for every model (CreateImageRequest.quality).
+    let h = Harness::start().await;
+    for (i, model) in [None, Some("dall-e-2"), Some("dall-e-3")]
+        .into_iter()
+        .enumerate()
+    {
+        let r = CreateImageRequest {
+            quality: Some("auto".into()),
+            ..req(model)
+        };
+        generate(&h, r).await;
+        assert_eq!(upstream_body(&h, i)["quality"], "auto", "{model:?}");
+    }
+}
+
+#[tokio::test]
+async fn extra_body_is_merged_into_the_upstream_body() {
+    let h = Harness::start().await;
+    let r = CreateImageRequest {
+        size: Some("1024x1024".into()),
+        extra_body: Some(struct_of(json!({
+            "size": "1536x1024",
+            "future_option": {"level": 2, "on": true}
+        }))),
+        ..req(Some("gpt-image-1"))
+    };
+    generate(&h, r).await;
+    assert_eq!(
+        upstream_body(&h, 0),
+        json!({
+            "prompt": "A minimalist poster of a mountain at sunrise",
+            "model": "gpt-image-1",
+            "size": "1536x1024",
+            "future_option": {"level": 2, "on": true}
+        })
+    );
+    // The gateway decides whether the upstream call streams.
+    let r = CreateImageRequest {
+        extra_body: Some(struct_of(json!({"stream": true}))),
+        ..req(Some("gpt-image-1"))
+    };
+    let h = Harness::start().await;
+    rejected(&h, r, "extra_body").await;
 }

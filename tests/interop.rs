@@ -220,3 +220,118 @@ async fn buf_lint_passes() {
     .await;
     assert!(out.status.success(), "buf lint:\n{}", text(&out));
 }
+
+/// Runs `git` in the repository; `None` when it cannot run or fails.
+fn git(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root())
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The commit whose protos the working tree must not break: HEAD when `proto/` has uncommitted
+/// changes, else HEAD's parent. Err: why there is none (the reason is printed, the check
+/// skipped).
+fn baseline_commit() -> Result<String, String> {
+    if git(&["rev-parse", "--is-inside-work-tree"]).as_deref() != Some("true") {
+        return Err("not a git checkout, so there is no previous commit to compare with".into());
+    }
+    let dirty = git(&["status", "--porcelain", "--", "proto"]).is_some_and(|s| !s.is_empty());
+    let rev = if dirty { "HEAD" } else { "HEAD~1" };
+    if let Some(sha) = git(&[
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        &format!("{rev}^{{commit}}"),
+    ]) {
+        return Ok(sha);
+    }
+    if git(&["rev-parse", "--is-shallow-repository"]).as_deref() == Some("true") {
+        Err(format!(
+            "a shallow clone without {rev} (`git fetch --deepen=1` fetches it; .ci/run does)"
+        ))
+    } else {
+        Err(format!("{rev} does not exist (the first commit)"))
+    }
+}
+
+/// Writes the `proto/` tree of `commit` under `target/buf-breaking/`; returns its `proto` dir
+/// (None when that commit has no protos).
+fn protos_at(commit: &str) -> Option<std::path::PathBuf> {
+    let dir = root().join("target/buf-breaking").join(commit);
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = git(&["ls-tree", "-r", "--name-only", commit, "--", "proto"])?;
+    if files.is_empty() {
+        return None;
+    }
+    for file in files.lines() {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root())
+            .args(["show", &format!("{commit}:{file}")])
+            .output()
+            .expect("git show runs");
+        assert!(out.status.success(), "git show {commit}:{file}");
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, out.stdout).unwrap();
+    }
+    Some(dir.join("proto"))
+}
+
+async fn buf_breaking(input: &std::path::Path, against: &std::path::Path) -> Output {
+    run(Command::new(tools().join("node/node_modules/.bin/buf"))
+        .current_dir(root())
+        .arg("breaking")
+        .arg(input)
+        .arg("--against")
+        .arg(against))
+    .await
+}
+
+#[tokio::test]
+async fn buf_breaking_finds_no_breaking_change_against_the_previous_commit() {
+    let commit = match baseline_commit() {
+        Ok(commit) => commit,
+        Err(why) => {
+            println!("SKIPPED buf breaking check: {why}");
+            return;
+        }
+    };
+    let Some(against) = protos_at(&commit) else {
+        println!("SKIPPED buf breaking check: commit {commit} has no proto/ directory");
+        return;
+    };
+    let out = buf_breaking(&root().join("proto"), &against).await;
+    assert!(
+        out.status.success(),
+        "buf breaking against {commit}:\n{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn buf_breaking_reports_a_renumbered_field() {
+    // The check itself: the contract with one field renumbered breaks the contract as it is.
+    let dir = root().join("target/buf-breaking/renumbered");
+    let _ = std::fs::remove_dir_all(&dir);
+    let v1 = dir.join("proto/openai_gateway/v1");
+    std::fs::create_dir_all(&v1).unwrap();
+    std::fs::copy(root().join("proto/buf.yaml"), dir.join("proto/buf.yaml")).unwrap();
+    for entry in std::fs::read_dir(root().join("proto/openai_gateway/v1")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.ends_with("speech.proto") {
+            text = text.replace("string input = 1;", "string input = 9;");
+        }
+        std::fs::write(v1.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let out = buf_breaking(&dir.join("proto"), &root().join("proto")).await;
+    assert!(!out.status.success(), "not reported:\n{}", text(&out));
+    assert!(text(&out).contains("CreateSpeechRequest"), "{}", text(&out));
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, TEST_KEY, drain, reason, text_request};
+use common::{Harness, TEST_KEY, drain, reason, struct_of, text_request};
 use openai_grpc_gateway::{
     fake::{self, Ending, Framing, LineEnding, Scenario},
     pb::{
@@ -125,6 +125,7 @@ async fn tool_call_stream() {
                     "additionalProperties": false
                 }))),
                 strict: Some(true),
+                ..Default::default()
             })),
         }],
         ..text_request("Weather in Paris?")
@@ -173,6 +174,7 @@ async fn reasoning_stream() {
         reasoning: Some(pb::ReasoningConfig {
             effort: Some("low".into()),
             summary: Some("auto".into()),
+            ..Default::default()
         }),
         ..text_request("Why is the sky blue?")
     };
@@ -773,28 +775,413 @@ async fn a_slow_reader_slows_the_upstream_read() {
     assert_eq!(h.fake.finished(0), Some(true));
 }
 
-// ---- helpers -----------------------------------------------------------------------------------
+// ---- every field, tool and item of OpenAI's spec -----------------------------------------------
 
-fn struct_of(value: serde_json::Value) -> prost_types::Struct {
-    fn to_value(v: serde_json::Value) -> prost_types::Value {
-        use prost_types::value::Kind;
-        prost_types::Value {
-            kind: Some(match v {
-                serde_json::Value::Null => Kind::NullValue(0),
-                serde_json::Value::Bool(b) => Kind::BoolValue(b),
-                serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
-                serde_json::Value::String(s) => Kind::StringValue(s),
-                serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-                    values: a.into_iter().map(to_value).collect(),
-                }),
-                serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
-                    fields: o.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
-                }),
-            }),
+/// The request-side parts of `message` that are not typed: a `Struct` catch-all (`other`) or a
+/// non-empty `extra_json` of a replayed item.
+fn untyped_request_parts(message: &prost_reflect::DynamicMessage, path: &str) -> Vec<String> {
+    use prost_reflect::{ReflectMessage, Value as PValue};
+    let mut found = Vec::new();
+    for (field, value) in message.fields() {
+        let here = format!("{path}.{}", field.name());
+        match value {
+            _ if field.name() == "other" && field.containing_oneof().is_some() => found.push(here),
+            PValue::String(s) if field.name() == "extra_json" && !s.is_empty() => found.push(here),
+            PValue::Message(m) if !m.descriptor().full_name().starts_with("google.protobuf.") => {
+                found.extend(untyped_request_parts(m, &here));
+            }
+            PValue::List(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    if let PValue::Message(m) = v {
+                        found.extend(untyped_request_parts(m, &format!("{here}[{i}]")));
+                    }
+                }
+            }
+            PValue::Map(entries) => {
+                for (k, v) in entries {
+                    if let PValue::Message(m) = v {
+                        found.extend(untyped_request_parts(m, &format!("{here}[{k:?}]")));
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    match to_value(value).kind {
-        Some(prost_types::value::Kind::StructValue(s)) => s,
-        _ => panic!("not an object"),
+    found
+}
+
+/// A CreateResponse body in OpenAI's JSON, as the generated type: every member must land in a
+/// typed field (the request messages have no `extra_json`, so anything untyped would be lost and
+/// the upstream body would differ).
+fn typed_request(body: &serde_json::Value) -> CreateResponseRequest {
+    use prost::Message;
+    use prost_reflect::ReflectMessage;
+    let desc = openai_grpc_gateway::pb::pool()
+        .get_message_by_name("openai_gateway.v1.CreateResponseRequest")
+        .unwrap();
+    let request: CreateResponseRequest = openai_grpc_gateway::convert::schema()
+        .decode_json(&desc, body)
+        .expect("decodes");
+    let dynamic =
+        prost_reflect::DynamicMessage::decode(desc, request.encode_to_vec().as_slice()).unwrap();
+    let untyped = untyped_request_parts(&dynamic, "request");
+    assert!(untyped.is_empty(), "not typed: {untyped:?}");
+    assert_eq!(dynamic.descriptor().name(), "CreateResponseRequest");
+    request
+}
+
+#[tokio::test]
+async fn every_tool_choice_reaches_the_upstream_unchanged() {
+    let h = Harness::start().await;
+    let mut choices = vec![
+        json!({"type": "function", "name": "get_weather"}),
+        json!({"type": "mcp", "server_label": "internal", "name": "search"}),
+        json!({"type": "custom", "name": "run_sql"}),
+        json!({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "image_generation"}]}),
+    ];
+    for hosted in [
+        "file_search",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "computer",
+        "computer_use_preview",
+        "computer_use",
+        "image_generation",
+        "code_interpreter",
+        "programmatic_tool_calling",
+        "apply_patch",
+        "shell",
+    ] {
+        choices.push(json!({"type": hosted}));
     }
+    for (i, choice) in choices.iter().enumerate() {
+        let request =
+            typed_request(&json!({"model": "gpt-4.1", "input": "hi", "tool_choice": choice}));
+        h.call(request).await.expect("accepted");
+        let sent = h.fake.requests()[i].json.clone().unwrap();
+        assert_eq!(sent["tool_choice"], *choice);
+    }
+}
+
+#[tokio::test]
+async fn a_completed_response_with_every_output_item_type_arrives_typed() {
+    let h = Harness::start().await;
+    h.fake.push(Scenario::events(fake::every_item_events()));
+    let (messages, end) = h.call(text_request("hi")).await.unwrap();
+    assert!(end.is_none(), "{end:?}");
+    let response = completed(&messages);
+    assert_eq!(response.output.len(), 28);
+    use output_item::Item as I;
+    let kinds: Vec<&str> = response
+        .output
+        .iter()
+        .map(|item| match item.item.as_ref().expect("typed") {
+            I::Message(_) => "message",
+            I::FileSearchCall(_) => "file_search_call",
+            I::FunctionCall(_) => "function_call",
+            I::FunctionCallOutput(_) => "function_call_output",
+            I::WebSearchCall(_) => "web_search_call",
+            I::ComputerCall(_) => "computer_call",
+            I::ComputerCallOutput(_) => "computer_call_output",
+            I::Reasoning(_) => "reasoning",
+            I::Program(_) => "program",
+            I::ProgramOutput(_) => "program_output",
+            I::ToolSearchCall(_) => "tool_search_call",
+            I::ToolSearchOutput(_) => "tool_search_output",
+            I::AdditionalTools(_) => "additional_tools",
+            I::Compaction(_) => "compaction",
+            I::ImageGenerationCall(_) => "image_generation_call",
+            I::CodeInterpreterCall(_) => "code_interpreter_call",
+            I::LocalShellCall(_) => "local_shell_call",
+            I::LocalShellCallOutput(_) => "local_shell_call_output",
+            I::ShellCall(_) => "shell_call",
+            I::ShellCallOutput(_) => "shell_call_output",
+            I::ApplyPatchCall(_) => "apply_patch_call",
+            I::ApplyPatchCallOutput(_) => "apply_patch_call_output",
+            I::McpCall(_) => "mcp_call",
+            I::McpListTools(_) => "mcp_list_tools",
+            I::McpApprovalRequest(_) => "mcp_approval_request",
+            I::McpApprovalResponse(_) => "mcp_approval_response",
+            I::CustomToolCall(_) => "custom_tool_call",
+            I::CustomToolCallOutput(_) => "custom_tool_call_output",
+            I::Unknown(raw) => panic!("untyped item {}", raw.r#type),
+        })
+        .collect();
+    let expected: Vec<String> = fake::every_output_item_type()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, expected);
+    // A few typed values a client of the shell, apply-patch and computer tools reads.
+    let Some(I::ShellCallOutput(shell)) = &response.output[19].item else {
+        panic!()
+    };
+    let outcome = shell.output[0].outcome.as_ref().unwrap();
+    assert_eq!(
+        (outcome.r#type.as_deref(), outcome.exit_code),
+        (Some("exit"), Some(0))
+    );
+    let Some(I::ApplyPatchCall(patch)) = &response.output[20].item else {
+        panic!()
+    };
+    assert_eq!(
+        patch.operation.as_ref().unwrap().path.as_deref(),
+        Some("src/main.rs")
+    );
+    let Some(I::ComputerCall(computer)) = &response.output[5].item else {
+        panic!()
+    };
+    assert_eq!(computer.actions.len(), 8);
+    assert_eq!(
+        computer.action.as_ref().unwrap().button.as_deref(),
+        Some("left")
+    );
+    let Some(I::McpCall(mcp)) = &response.output[22].item else {
+        panic!()
+    };
+    assert_eq!(mcp.error_detail.as_ref().unwrap().code, Some(503));
+    assert_eq!(
+        response
+            .moderation
+            .as_ref()
+            .unwrap()
+            .input
+            .as_ref()
+            .unwrap()
+            .flagged,
+        Some(false)
+    );
+}
+
+/// JSON equality where numbers compare by value (a double-typed field sends back `1.0`).
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Number(x), J::Number(y)) => x.as_f64() == y.as_f64(),
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Every request field, input item type and tool the spec has, in OpenAI's JSON.
+fn every_request_feature() -> serde_json::Value {
+    // Every output item can be replayed as input (function_call_output is the input form, which
+    // has no `created_by`); then an easy-form user message with every part field, an item
+    // reference, and a compaction trigger (which must come last).
+    let mut input: Vec<serde_json::Value> = fake::every_output_item_type();
+    for item in &mut input {
+        if item["type"] == "function_call_output" {
+            item.as_object_mut().unwrap().remove("created_by");
+        }
+    }
+    input.push(json!({"type": "message", "role": "user", "phase": "commentary", "content": [
+        {"type": "input_text", "text": "What about tomorrow?", "prompt_cache_breakpoint": {"mode": "explicit"}},
+        {"type": "input_image", "image_url": "https://example.com/sky.png", "detail": "original", "prompt_cache_breakpoint": {"mode": "explicit"}},
+        {"type": "input_file", "file_id": "file-notes", "detail": "high", "prompt_cache_breakpoint": {"mode": "explicit"}}
+    ]}));
+    input.push(json!({"type": "item_reference", "id": "msg_earlier"}));
+    input.push(json!({"type": "compaction_trigger"}));
+    let any = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false});
+    json!({
+        "model": "gpt-5.6-terra",
+        "input": input,
+        "instructions": "Be brief.",
+        "max_output_tokens": 2048,
+        "max_tool_calls": 12,
+        "top_logprobs": 5,
+        "include": ["message.output_text.logprobs", "web_search_call.results"],
+        "service_tier": "ultrafast",
+        "prompt": {"id": "pmpt_68f2a1", "version": "3", "variables": {
+            "greeting": {"type": "input_text", "text": "Hello"},
+            "photo": {"type": "input_image", "file_id": "file-photo", "detail": "auto"},
+            "brief": {"type": "input_file", "file_url": "https://example.com/brief.pdf"}
+        }},
+        "stream_options": {"include_obfuscation": false},
+        "context_management": [{"type": "compaction", "compact_threshold": 200000}],
+        "prompt_cache_options": {"ttl": "30m", "mode": "explicit"},
+        "prompt_cache_retention": "24h",
+        "moderation": {"model": "omni-moderation-latest", "policy": {"input": {"mode": "block"}, "output": {"mode": "score"}}},
+        "reasoning": {"effort": "max", "summary": "auto", "context": "all_turns", "mode": "pro", "generate_summary": "concise"},
+        "tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "get_weather"}]},
+        "tools": [
+            {"type": "function", "name": "get_weather", "description": "Current weather", "parameters": any, "strict": true,
+             "output_schema": {"type": "object", "properties": {"temp_c": {"type": "number"}}}, "defer_loading": true,
+             "allowed_callers": ["direct", "programmatic"]},
+            {"type": "web_search", "external_web_access": false, "search_context_size": "high",
+             "filters": {"allowed_domains": ["example.com"]}, "user_location": {"type": "approximate", "city": "Paris"}},
+            {"type": "web_search_2025_08_26", "external_web_access": true},
+            {"type": "file_search", "vector_store_ids": ["vs_1"], "max_num_results": 8},
+            {"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "4g"}, "allowed_callers": ["programmatic"]},
+            {"type": "image_generation", "model": "gpt-image-2", "input_fidelity": "high", "action": "edit",
+             "input_image_mask": {"image_url": "data:image/png;base64,iVBORw0KGgo="}, "output_compression": 100, "partial_images": 0},
+            {"type": "mcp", "server_label": "internal", "tunnel_id": "tunnel_0123456789abcdefghijklmnopqrstuv",
+             "allowed_callers": ["direct"], "defer_loading": true, "require_approval": "never"},
+            {"type": "custom", "name": "run_sql", "description": "Runs SQL", "allowed_callers": ["direct"], "defer_loading": false,
+             "format": {"type": "grammar", "syntax": "lark", "definition": "start: \"SELECT\" /.+/"}},
+            {"type": "computer"},
+            {"type": "computer_use_preview", "environment": "browser", "display_width": 1280, "display_height": 800},
+            {"type": "local_shell"},
+            {"type": "shell", "environment": {"type": "container_auto", "memory_limit": "1g", "file_ids": ["file-data"]},
+             "allowed_callers": ["direct"]},
+            {"type": "apply_patch", "allowed_callers": ["direct"]},
+            {"type": "namespace", "name": "weather", "description": "Weather tools", "tools": [
+                {"type": "function", "name": "get_forecast", "parameters": any, "strict": true},
+                {"type": "custom", "name": "describe_sky", "format": {"type": "text"}}
+            ]},
+            {"type": "tool_search", "execution": "client", "description": "Finds tools", "parameters": {}},
+            {"type": "web_search_preview", "search_content_types": ["text", "image"], "search_context_size": "low"},
+            {"type": "web_search_preview_2025_03_11", "user_location": {"type": "approximate", "country": "FR"}},
+            {"type": "programmatic_tool_calling"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn every_new_field_tool_and_input_item_reaches_the_upstream_unchanged() {
+    let h = Harness::start().await;
+    let body = every_request_feature();
+    let mut request = typed_request(&body);
+    // A bare-string prompt variable (the JSON decoder above reads objects only).
+    request.prompt.as_mut().unwrap().variables.insert(
+        "city".into(),
+        pb::PromptVariable {
+            value: Some(pb::prompt_variable::Value::Text("Paris".into())),
+        },
+    );
+    let (_, end) = h.call(request).await.expect("accepted");
+    assert!(end.is_none(), "{end:?}");
+    let sent = h.fake.requests()[0].json.clone().unwrap();
+    let mut expected = body;
+    expected["prompt"]["variables"]["city"] = json!("Paris");
+    expected["stream"] = json!(true);
+    assert!(
+        same(&sent, &expected),
+        "the upstream body differs:\n sent:     {sent}\n expected: {expected}"
+    );
+}
+
+#[tokio::test]
+async fn requests_refused_before_are_accepted() {
+    let h = Harness::start().await;
+    let image = |detail: &str| pb::InputItem {
+        item: Some(pb::input_item::Item::Message(pb::InputMessage {
+            role: "user".into(),
+            content: vec![pb::InputContent {
+                part: Some(pb::input_content::Part::InputImage(pb::InputImagePart {
+                    image_url: Some("https://example.com/a.png".into()),
+                    detail: Some(detail.into()),
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        })),
+    };
+    // 1. An image part at `detail: "original"`.
+    let mut original = text_request("");
+    original.input_text = None;
+    original.input_items.push(image("original"));
+    // 2. An MCP server reached through a Secure MCP Tunnel, without server_url / connector_id.
+    let mut tunnel = text_request("Which issues are open?");
+    tunnel.tools.push(pb::Tool {
+        tool: Some(pb::tool::Tool::Mcp(pb::McpTool {
+            server_label: "internal".into(),
+            tunnel_id: Some("tunnel_0123456789abcdefghijklmnopqrstuv".into()),
+            ..Default::default()
+        })),
+    });
+    // 3. The input and the model come from a stored prompt template.
+    let template = CreateResponseRequest {
+        prompt: Some(pb::Prompt {
+            id: "pmpt_68f2a1".into(),
+            version: Some("3".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for (name, request) in [
+        ("original", original),
+        ("tunnel", tunnel),
+        ("template", template),
+    ] {
+        let (messages, end) = h
+            .call(request)
+            .await
+            .unwrap_or_else(|s| panic!("{name}: refused: {s:?}"));
+        assert!(end.is_none(), "{name}: {end:?}");
+        assert!(matches!(
+            messages.last().and_then(|m| m.event.as_ref()),
+            Some(Event::Completed(_))
+        ));
+    }
+    let sent: Vec<serde_json::Value> = h
+        .fake
+        .requests()
+        .iter()
+        .map(|r| r.json.clone().unwrap())
+        .collect();
+    assert_eq!(sent[0]["input"][0]["content"][0]["detail"], "original");
+    assert_eq!(
+        sent[1]["tools"][0]["tunnel_id"],
+        "tunnel_0123456789abcdefghijklmnopqrstuv"
+    );
+    assert!(sent[1]["tools"][0].get("server_url").is_none());
+    assert_eq!(
+        sent[2]["prompt"],
+        json!({"id": "pmpt_68f2a1", "version": "3"})
+    );
+    assert!(
+        sent[2].get("model").is_none() && sent[2].get("input").is_none(),
+        "{}",
+        sent[2]
+    );
+    // (4, `quality: "auto"` on dall-e, is in tests/images.rs.)
+}
+
+#[tokio::test]
+async fn max_output_tokens_below_the_spec_minimum_is_refused_locally() {
+    let h = Harness::start().await;
+    let mut request = text_request("hi");
+    request.max_output_tokens = Some(15);
+    let status = h.call(request).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violations = status
+        .get_error_details()
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .clone();
+    assert_eq!(violations[0].field, "max_output_tokens");
+    assert!(h.fake.requests().is_empty(), "no upstream call");
+    let mut request = text_request("hi");
+    request.max_output_tokens = Some(16);
+    h.call(request).await.expect("16 is the minimum");
+}
+
+#[tokio::test]
+async fn openai_beta_metadata_is_sent_as_the_openai_beta_header() {
+    let h = Harness::start().await;
+    let mut request = tonic::Request::new(text_request("hi"));
+    request
+        .metadata_mut()
+        .append("openai-beta", "responses_multi_agent=v1".parse().unwrap());
+    request
+        .metadata_mut()
+        .append("openai-beta", "another_beta=v2".parse().unwrap());
+    h.call(request).await.unwrap();
+    h.call(text_request("hi")).await.unwrap();
+    let requests = h.fake.requests();
+    assert_eq!(
+        requests[0].header("openai-beta"),
+        Some("responses_multi_agent=v1,another_beta=v2")
+    );
+    assert_eq!(
+        requests[1].header("openai-beta"),
+        None,
+        "only when the caller asks"
+    );
 }

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Harness, drain};
+use common::{Harness, drain, struct_of};
 use openai_grpc_gateway::{
     fake::{self, Ending, Framing, Scenario},
     pb::{
@@ -570,4 +570,47 @@ async fn grpcurl_recipe_saves_a_wav_that_opens() {
         "at least half a second of audio: {printed}"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn extra_body_is_merged_into_the_upstream_body() {
+    let h = Harness::start().await;
+    let r = CreateSpeechRequest {
+        speed: Some(1.0),
+        extra_body: Some(struct_of(json!({"speed": 1.5, "future_option": "x"}))),
+        ..req("tts-1")
+    };
+    speak(&h, r).await;
+    let body = h.fake.requests()[0].json.clone().unwrap();
+    assert_eq!(
+        body,
+        json!({"model": "tts-1", "input": "Welcome to our app!", "voice": "alloy", "speed": 1.5, "future_option": "x"})
+    );
+    // The gateway picks the upstream transport per model.
+    let h = Harness::start().await;
+    let r = CreateSpeechRequest {
+        extra_body: Some(struct_of(json!({"stream_format": "sse"}))),
+        ..req("tts-1")
+    };
+    rejected(&h, r, "extra_body").await;
+}
+
+#[tokio::test]
+async fn openai_beta_metadata_reaches_the_speech_upstream() {
+    let h = Harness::start().await;
+    let mut request = tonic::Request::new(req("tts-1"));
+    request
+        .metadata_mut()
+        .insert("openai-beta", "speech_preview=v1".parse().unwrap());
+    let stream = client(&h)
+        .create_speech(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let (_, end) = drain(stream).await;
+    assert!(end.is_none(), "{end:?}");
+    assert_eq!(
+        h.fake.requests()[0].header("openai-beta"),
+        Some("speech_preview=v1")
+    );
 }

@@ -8,8 +8,9 @@
 //! 3. admission (load shedding); the profile and key ([`super::profiles`]): for an RPC on a
 //!    stored object, the profile that created it, after checking that the caller owns it
 //!    ([`crate::owners`]; another caller's id is NOT_FOUND with no upstream call), and the ids a
-//!    request refers to are checked the same way; the caller's deadline; the W3C trace context
-//!    for the upstream request;
+//!    request refers to are checked the same way; the caller's quotas ([`crate::quotas`]); the
+//!    caller's deadline; the W3C trace context and the caller's `openai-beta` for the upstream
+//!    request;
 //! 4. the upstream call ([`Rpc::open`]), unless a shutdown's drain timeout ends it first; its
 //!    HTTP status is checked before anything is returned, so a failure before any output is a
 //!    Trailers-Only status that clients and a mesh can retry;
@@ -334,6 +335,26 @@ pub const FORWARDED_HEADERS: [&str; 8] = [
     "x-ratelimit-reset-tokens",
 ];
 
+/// The caller metadata key (and upstream header) that turns on OpenAI beta features, e.g.
+/// `openai-beta: responses_multi_agent=v1`. Passed through unchanged.
+pub const BETA_HEADER: &str = "openai-beta";
+
+/// The `OpenAI-Beta` header for the caller's `openai-beta` metadata: its values joined with
+/// `,` (the header is a comma-separated list), or `None` when the caller sent none.
+fn beta_header(metadata: &tonic::metadata::MetadataMap) -> Option<reqwest::header::HeaderValue> {
+    let values: Vec<&str> = metadata
+        .get_all(BETA_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.join(",").parse().ok()
+}
+
 /// Wraps `body` in a response carrying [`FORWARDED_HEADERS`] from the upstream `headers`.
 fn with_upstream_metadata<T>(body: T, headers: &HeaderMap) -> Response<T> {
     let mut response = Response::new(body);
@@ -620,6 +641,10 @@ impl CallContext {
                         client.with_header(reqwest::header::HeaderName::from_static(name), value);
                 }
             }
+        }
+        if let Some(beta) = beta_header(request.metadata()) {
+            client =
+                client.with_header(reqwest::header::HeaderName::from_static(BETA_HEADER), beta);
         }
         let origin = client.origin().clone();
         let upstream = Upstream {

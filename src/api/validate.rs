@@ -1,7 +1,12 @@
 //! Local request validation, run before any upstream call. Each problem is one [`Violation`]
-//! naming the proto path of the field, so a caller sees every mistake at once. Only rules that
-//! OpenAI documents as fixed are enforced here; open sets (models, effort levels, service tiers,
-//! include values) are left for OpenAI to judge, so new values work the day they ship.
+//! naming the proto path of the field, so a caller sees every mistake at once.
+//!
+//! Never stricter than OpenAI: a rule is checked here only if OpenAI's spec states it (a
+//! schema constraint such as `max_output_tokens >= 16`, or a documented rule such as the
+//! metadata limits); where the spec is silent, the request goes to OpenAI, which decides. Open
+//! sets (models, effort levels, service tiers, include values, image detail levels) are left for
+//! OpenAI to judge, so new values work the day they ship. Refusing a valid request is a bug;
+//! letting an invalid one through costs one round trip.
 
 use super::call::Checked;
 use crate::{
@@ -18,6 +23,13 @@ const METADATA_MAX_PAIRS: usize = 16;
 const METADATA_MAX_KEY: usize = 64;
 const METADATA_MAX_VALUE: usize = 512;
 
+/// `CreateResponse.max_output_tokens` minimum (OpenAI's schema).
+const MIN_OUTPUT_TOKENS: i64 = 16;
+/// `CreateResponse.top_logprobs` range (OpenAI's schema).
+const MAX_TOP_LOGPROBS: i32 = 20;
+/// `ContextManagementParam.compact_threshold` minimum (OpenAI's schema).
+const MIN_COMPACT_THRESHOLD: i64 = 1000;
+
 /// Checks a `CreateResponseRequest`; an empty result means it may be sent.
 impl Checked for CreateResponseRequest {
     fn model(&self) -> &str {
@@ -31,25 +43,32 @@ impl Checked for CreateResponseRequest {
 
 fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
     let mut v = Vec::new();
-    if req.model.trim().is_empty() {
+    // A stored prompt template can supply the model and the input.
+    let template = req.prompt.is_some();
+    if req.model.trim().is_empty() && !template {
         v.push(Violation::new(
             "model",
-            "required: the model id, e.g. \"gpt-4.1\"",
+            "required (unless prompt names a template): the model id, e.g. \"gpt-4.1\"",
         ));
     }
     match (&req.input_text, req.input_items.is_empty()) {
-        (None, true) => v.push(Violation::new(
+        (None, true) if !template => v.push(Violation::new(
             "input_text",
-            "required: give the input as input_text (plain text) or input_items (an array of items)",
+            "required: give the input as input_text (plain text) or input_items (an array of items), or a prompt template",
         )),
         (Some(_), false) => v.push(Violation::new(
             "input_items",
             "conflicts with input_text: give exactly one of input_text and input_items",
         )),
-        (Some(text), true) if text.is_empty() => {
-            v.push(Violation::new("input_text", "must not be empty"));
-        }
         _ => {}
+    }
+    if let Some(prompt) = &req.prompt
+        && prompt.id.trim().is_empty()
+    {
+        v.push(Violation::new(
+            "prompt.id",
+            "required: the prompt template id, e.g. \"pmpt_123\"",
+        ));
     }
     for (i, item) in req.input_items.iter().enumerate() {
         input_item(&mut v, &format!("input_items[{i}]"), item);
@@ -65,11 +84,43 @@ fn create_response(req: &CreateResponseRequest) -> Vec<Violation> {
         v.push(Violation::new("top_p", format!("{p} is outside 0-1")));
     }
     if let Some(n) = req.max_output_tokens
-        && n < 1
+        && n < MIN_OUTPUT_TOKENS
     {
         v.push(Violation::new(
             "max_output_tokens",
-            format!("{n} must be at least 1"),
+            format!("{n} must be at least {MIN_OUTPUT_TOKENS}"),
+        ));
+    }
+    if let Some(n) = req.top_logprobs
+        && !(0..=MAX_TOP_LOGPROBS).contains(&n)
+    {
+        v.push(Violation::new(
+            "top_logprobs",
+            format!("{n} is outside 0-{MAX_TOP_LOGPROBS}"),
+        ));
+    }
+    for (i, entry) in req.context_management.iter().enumerate() {
+        if entry.r#type.trim().is_empty() {
+            v.push(Violation::new(
+                format!("context_management[{i}].type"),
+                "required, e.g. \"compaction\"",
+            ));
+        }
+        if let Some(t) = entry.compact_threshold
+            && t < MIN_COMPACT_THRESHOLD
+        {
+            v.push(Violation::new(
+                format!("context_management[{i}].compact_threshold"),
+                format!("{t} must be at least {MIN_COMPACT_THRESHOLD}"),
+            ));
+        }
+    }
+    if let Some(m) = &req.moderation
+        && m.model.trim().is_empty()
+    {
+        v.push(Violation::new(
+            "moderation.model",
+            "required: the moderation model, e.g. \"omni-moderation-latest\"",
         ));
     }
     if let Some(id) = &req.previous_response_id
@@ -192,7 +243,7 @@ fn input_item(v: &mut Vec<Violation>, path: &str, item: &InputItem) {
     match &item.item {
         None => v.push(Violation::new(
             path,
-            "set one of message, function_call_output, function_call, item_reference or other",
+            "set one kind of item, e.g. message, function_call_output or other",
         )),
         Some(input_item::Item::Message(m)) => {
             if !matches!(
@@ -223,11 +274,23 @@ fn input_item(v: &mut Vec<Violation>, path: &str, item: &InputItem) {
             }
         }
         Some(input_item::Item::FunctionCallOutput(o)) => {
-            if o.call_id.is_empty() {
+            if o.output.is_none() && o.output_parts.is_empty() {
                 v.push(Violation::new(
-                    format!("{path}.function_call_output.call_id"),
-                    "required: the call_id of the function_call this output answers",
+                    format!("{path}.function_call_output.output"),
+                    "required: the function's result as output (text) or output_parts",
                 ));
+            } else if o.output.is_some() && !o.output_parts.is_empty() {
+                v.push(Violation::new(
+                    format!("{path}.function_call_output.output_parts"),
+                    "conflicts with output: give exactly one",
+                ));
+            }
+            for (j, part) in o.output_parts.iter().enumerate() {
+                content_part(
+                    v,
+                    &format!("{path}.function_call_output.output_parts[{j}]"),
+                    part,
+                );
             }
         }
         Some(input_item::Item::FunctionCall(c)) => {
@@ -247,6 +310,8 @@ fn input_item(v: &mut Vec<Violation>, path: &str, item: &InputItem) {
             }
         }
         Some(input_item::Item::Other(s)) => require_type(v, &format!("{path}.other"), s),
+        // Replayed output items and tool outputs: their shapes are OpenAI's to judge.
+        Some(_) => {}
     }
 }
 
@@ -262,30 +327,9 @@ fn content_part(v: &mut Vec<Violation>, path: &str, part: &InputContent) {
                 "required",
             ));
         }
-        Some(input_content::Part::InputImage(i)) => {
-            if i.image_url.is_some() == i.file_id.is_some() {
-                v.push(Violation::new(
-                    format!("{path}.input_image"),
-                    "give exactly one of image_url (a URL or data: URL) and file_id",
-                ));
-            }
-            if let Some(d) = &i.detail
-                && !matches!(d.as_str(), "low" | "high" | "auto")
-            {
-                v.push(Violation::new(
-                    format!("{path}.input_image.detail"),
-                    format!("{d:?} is not one of \"low\", \"high\", \"auto\""),
-                ));
-            }
-        }
-        Some(input_content::Part::InputFile(f)) => {
-            if f.file_id.is_none() && f.file_url.is_none() && f.file_data.is_none() {
-                v.push(Violation::new(
-                    format!("{path}.input_file"),
-                    "give file_id, file_url or file_data",
-                ));
-            }
-        }
+        // Image and file parts: which of image_url / file_id (file_id / file_url / file_data)
+        // to give, and the detail levels, are not constraints of OpenAI's schema (`detail` has
+        // grown, e.g. `original`); OpenAI judges them.
         Some(input_content::Part::Other(s)) => require_type(v, &format!("{path}.other"), s),
         Some(_) => {}
     }
@@ -295,14 +339,40 @@ fn tool(v: &mut Vec<Violation>, path: &str, t: &Tool) {
     match &t.tool {
         None => v.push(Violation::new(
             path,
-            "set one of function, web_search, file_search, code_interpreter, image_generation, mcp or other",
+            "set one kind of tool, e.g. function, web_search, mcp or other",
         )),
+        // OpenAI's schema puts no pattern on a function's name (only inside a namespace).
         Some(tool::Tool::Function(f)) => {
-            if !is_identifier(&f.name) {
+            if f.name.is_empty() {
                 v.push(Violation::new(
                     format!("{path}.function.name"),
-                    "required: 1-64 characters from a-z, A-Z, 0-9, _ and -",
+                    "required: the function name",
                 ));
+            }
+        }
+        Some(tool::Tool::Custom(c)) => {
+            if c.name.is_empty() {
+                v.push(Violation::new(
+                    format!("{path}.custom.name"),
+                    "required: the tool name",
+                ));
+            }
+        }
+        Some(tool::Tool::Namespace(n)) => {
+            if n.name.is_empty() {
+                v.push(Violation::new(
+                    format!("{path}.namespace.name"),
+                    "required: the namespace name",
+                ));
+            }
+            if n.tools.is_empty() {
+                v.push(Violation::new(
+                    format!("{path}.namespace.tools"),
+                    "required: at least one function or custom tool",
+                ));
+            }
+            for (i, inner) in n.tools.iter().enumerate() {
+                tool(v, &format!("{path}.namespace.tools[{i}]"), inner);
             }
         }
         Some(tool::Tool::FileSearch(f)) => {
@@ -354,15 +424,16 @@ fn tool(v: &mut Vec<Violation>, path: &str, t: &Tool) {
                     "required",
                 ));
             }
-            if m.server_url.is_some() == m.connector_id.is_some() {
+            // OpenAI: "One of server_url, connector_id, or tunnel_id must be provided."
+            if m.server_url.is_none() && m.connector_id.is_none() && m.tunnel_id.is_none() {
                 v.push(Violation::new(
                     format!("{path}.mcp"),
-                    "give exactly one of server_url and connector_id",
+                    "give one of server_url, connector_id and tunnel_id",
                 ));
             }
         }
         Some(tool::Tool::Other(s)) => require_type(v, &format!("{path}.other"), s),
-        Some(tool::Tool::WebSearch(_)) => {}
+        Some(_) => {}
     }
 }
 
@@ -370,7 +441,7 @@ fn tool_choice(v: &mut Vec<Violation>, choice: &ToolChoice) {
     match &choice.choice {
         None => v.push(Violation::new(
             "tool_choice",
-            "set one of mode, function, mcp or other",
+            "set one form, e.g. mode, function, allowed_tools or other",
         )),
         Some(tool_choice::Choice::Mode(m))
             if !matches!(m.as_str(), "auto" | "none" | "required") =>
@@ -385,6 +456,17 @@ fn tool_choice(v: &mut Vec<Violation>, choice: &ToolChoice) {
         }
         Some(tool_choice::Choice::Mcp(m)) if m.server_label.is_empty() => {
             v.push(Violation::new("tool_choice.mcp.server_label", "required"));
+        }
+        Some(tool_choice::Choice::Custom(c)) if c.name.is_empty() => {
+            v.push(Violation::new("tool_choice.custom.name", "required"));
+        }
+        Some(tool_choice::Choice::AllowedTools(a))
+            if !matches!(a.mode.as_str(), "auto" | "required") =>
+        {
+            v.push(Violation::new(
+                "tool_choice.allowed_tools.mode",
+                format!("{:?} is not one of \"auto\", \"required\"", a.mode),
+            ));
         }
         Some(tool_choice::Choice::Other(s)) => require_type(v, "tool_choice.other", s),
         Some(_) => {}
@@ -432,7 +514,8 @@ fn metadata(v: &mut Vec<Violation>, path: &str, map: &std::collections::HashMap<
     }
 }
 
-/// OpenAI's rule for function and schema names: 1-64 of `[a-zA-Z0-9_-]`.
+/// OpenAI's rule for structured output format names (`text.format.name`): 1-64 of
+/// `[a-zA-Z0-9_-]`.
 fn is_identifier(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
@@ -443,7 +526,8 @@ fn is_identifier(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::pb::{
-        FunctionTool, InputMessage, JsonSchemaFormat, McpTool, TextConfig, TextFormat,
+        ContextManagement, FunctionTool, InputImagePart, InputMessage, JsonSchemaFormat, McpTool,
+        Prompt, TextConfig, TextFormat,
     };
 
     fn ok() -> CreateResponseRequest {
@@ -470,9 +554,27 @@ mod tests {
         let mut r = ok();
         r.input_items.push(InputItem::default());
         assert!(fields(&r).contains(&"input_items".to_owned()));
+        // An empty text is OpenAI's to judge: the spec sets no minimum length.
         let mut r = ok();
         r.input_text = Some(String::new());
-        assert_eq!(fields(&r), ["input_text"]);
+        assert!(fields(&r).is_empty());
+    }
+
+    #[test]
+    fn a_prompt_template_supplies_model_and_input() {
+        let r = CreateResponseRequest {
+            prompt: Some(Prompt {
+                id: "pmpt_123".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(fields(&r).is_empty(), "{:?}", fields(&r));
+        let r = CreateResponseRequest {
+            prompt: Some(Prompt::default()),
+            ..Default::default()
+        };
+        assert_eq!(fields(&r), ["prompt.id"]);
     }
 
     #[test]
@@ -480,14 +582,85 @@ mod tests {
         let mut r = ok();
         r.temperature = Some(2.5);
         r.top_p = Some(-0.1);
-        r.max_output_tokens = Some(0);
-        assert_eq!(fields(&r), ["temperature", "top_p", "max_output_tokens"]);
+        r.max_output_tokens = Some(15);
+        r.top_logprobs = Some(21);
+        r.context_management.push(ContextManagement {
+            r#type: "compaction".into(),
+            compact_threshold: Some(999),
+        });
+        assert_eq!(
+            fields(&r),
+            [
+                "temperature",
+                "top_p",
+                "max_output_tokens",
+                "top_logprobs",
+                "context_management[0].compact_threshold"
+            ]
+        );
         let mut r = ok();
         r.temperature = Some(2.0);
         r.top_p = Some(1.0);
+        r.max_output_tokens = Some(16);
+        r.top_logprobs = Some(0);
+        r.context_management.push(ContextManagement {
+            r#type: "compaction".into(),
+            compact_threshold: Some(1000),
+        });
         assert!(fields(&r).is_empty());
         r.temperature = Some(f64::NAN);
         assert_eq!(fields(&r), ["temperature"]);
+    }
+
+    #[test]
+    fn what_the_spec_does_not_constrain_is_left_to_openai() {
+        let mut r = ok();
+        r.input_text = None;
+        r.input_items.push(InputItem {
+            item: Some(input_item::Item::Message(InputMessage {
+                role: "user".into(),
+                content: vec![
+                    InputContent {
+                        part: Some(input_content::Part::InputImage(InputImagePart {
+                            image_url: Some("https://example.com/a.png".into()),
+                            detail: Some("original".into()),
+                            ..Default::default()
+                        })),
+                    },
+                    InputContent {
+                        part: Some(input_content::Part::InputImage(InputImagePart {
+                            detail: Some("a-level-from-next-year".into()),
+                            ..Default::default()
+                        })),
+                    },
+                ],
+                ..Default::default()
+            })),
+        });
+        // A function_call_output without call_id: the spec does not require it.
+        r.input_items.push(InputItem {
+            item: Some(input_item::Item::FunctionCallOutput(
+                crate::pb::InputFunctionCallOutput {
+                    output: Some("{}".into()),
+                    ..Default::default()
+                },
+            )),
+        });
+        r.tools.push(Tool {
+            tool: Some(tool::Tool::Mcp(McpTool {
+                server_label: "internal".into(),
+                tunnel_id: Some(format!("tunnel_{}", "a".repeat(32))),
+                ..Default::default()
+            })),
+        });
+        // Function names: no pattern in the spec outside namespaces.
+        r.tools.push(Tool {
+            tool: Some(tool::Tool::Function(FunctionTool {
+                name: "lookup.weather v2".into(),
+                ..Default::default()
+            })),
+        });
+        assert!(fields(&r).is_empty(), "{:?}", fields(&r));
     }
 
     #[test]
@@ -515,10 +688,7 @@ mod tests {
             })),
         });
         r.tools.push(Tool {
-            tool: Some(tool::Tool::Function(FunctionTool {
-                name: "bad name".into(),
-                ..Default::default()
-            })),
+            tool: Some(tool::Tool::Function(FunctionTool::default())),
         });
         r.tools.push(Tool {
             tool: Some(tool::Tool::Mcp(McpTool {

@@ -101,8 +101,9 @@ impl ImageModel {
     /// The qualities, if known.
     fn qualities(self) -> &'static [&'static str] {
         match self {
-            Self::DallE2 => &["standard"],
-            Self::DallE3 => &["standard", "hd"],
+            // `auto` is OpenAI's default quality for every model.
+            Self::DallE2 => &["standard", "auto"],
+            Self::DallE3 => &["standard", "hd", "auto"],
             Self::GptImage { .. } => &["low", "medium", "high", "auto"],
             Self::Unknown => &[],
         }
@@ -393,7 +394,24 @@ fn create_image(req: &CreateImageRequest) -> Vec<Violation> {
             ));
         }
     }
+    extra_body_reserves(&mut v, req.extra_body.as_ref(), "stream", "partial_images");
     v
+}
+
+/// `extra_body` must not set `key`, which the gateway sets itself (it decides how to read the
+/// answer); `instead` is what the caller uses.
+fn extra_body_reserves(
+    v: &mut Vec<Violation>,
+    extra: Option<&prost_types::Struct>,
+    key: &str,
+    instead: &str,
+) {
+    if extra.is_some_and(|e| e.fields.contains_key(key)) {
+        v.push(Violation::new(
+            "extra_body",
+            format!("must not set {key:?}: the gateway sets it (use {instead})"),
+        ));
+    }
 }
 
 /// The most characters OpenAI accepts in `input` and in `instructions`.
@@ -463,6 +481,12 @@ fn create_speech(req: &CreateSpeechRequest) -> Vec<Violation> {
             format!("{speed} is outside 0.25-4.0"),
         ));
     }
+    extra_body_reserves(
+        &mut v,
+        req.extra_body.as_ref(),
+        "stream_format",
+        "the model: the gateway streams whenever it can",
+    );
     if let Some(instructions) = &req.instructions {
         let chars = instructions.chars().count();
         if is_classic_tts(&req.model) {

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value as Json, json};
 
 use super::media::{
-    CHUNK, MAX_PASSTHROUGH, decode_base64, error_event, event_type, int_field, parse_event, pieces,
-    str_field, undecodable, unknown_event,
+    CHUNK, MAX_PASSTHROUGH, decode_base64, error_event, event_type, int_field, merge_extra_body,
+    parse_event, pieces, str_field, undecodable, unknown_event,
 };
 use crate::{
     openai::{UpstreamError, UpstreamMeta},
@@ -20,8 +20,8 @@ use crate::{
     usage::Usage,
 };
 
-/// The JSON body for `POST /images/generations`: the set fields under OpenAI's names, plus
-/// `stream: true` when previews are streamed.
+/// The JSON body for `POST /images/generations`: the set fields under OpenAI's names, then
+/// `extra_body` merged over them, plus `stream: true` when previews are streamed.
 pub fn request_body(req: &CreateImageRequest, stream: bool) -> Bytes {
     let mut body = Map::new();
     body.insert("prompt".into(), json!(req.prompt));
@@ -51,6 +51,7 @@ pub fn request_body(req: &CreateImageRequest, stream: bool) -> Bytes {
             body.insert(key.into(), json!(v));
         }
     }
+    merge_extra_body(&mut body, req.extra_body.as_ref());
     if stream {
         body.insert("stream".into(), Json::Bool(true));
     }

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 use crate::{
     openai::{ApiError, UpstreamError, UpstreamMeta},
@@ -111,6 +111,39 @@ pub(crate) fn int_field(object: &Json, key: &str) -> i64 {
     object.get(key).and_then(Json::as_i64).unwrap_or(0)
 }
 
+/// Merges a request's `extra_body` into its JSON body: each member is set, replacing a member
+/// of the same name (as Responses' `extra_body` does).
+pub(crate) fn merge_extra_body(body: &mut Map<String, Json>, extra: Option<&prost_types::Struct>) {
+    for (key, value) in extra.into_iter().flat_map(|e| &e.fields) {
+        body.insert(key.clone(), value_json(value));
+    }
+}
+
+/// A `google.protobuf.Value` as JSON. Whole numbers that a double holds exactly come back as
+/// integers (a JSON `1` travels as the double `1.0`), as in the Responses converter.
+fn value_json(value: &prost_types::Value) -> Json {
+    use prost_types::value::Kind;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Json::Null,
+        Some(Kind::BoolValue(b)) => Json::Bool(*b),
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+            Json::from(*n as i64)
+        }
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number)
+        }
+        Some(Kind::StringValue(s)) => Json::String(s.clone()),
+        Some(Kind::ListValue(list)) => list.values.iter().map(value_json).collect(),
+        Some(Kind::StructValue(object)) => Json::Object(
+            object
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), value_json(v)))
+                .collect(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +178,35 @@ mod tests {
             &b"hello"[..]
         );
         assert!(decode_base64("not base64!", "x", &meta).is_err());
+    }
+
+    #[test]
+    fn extra_body_members_replace_and_add() {
+        use prost_types::{Struct, Value, value::Kind};
+        let value = |kind| Value { kind: Some(kind) };
+        let extra = Struct {
+            fields: [
+                ("size".to_owned(), value(Kind::StringValue("auto".into()))),
+                ("n".to_owned(), value(Kind::NumberValue(2.0))),
+                ("ratio".to_owned(), value(Kind::NumberValue(0.5))),
+                (
+                    "future".to_owned(),
+                    value(Kind::StructValue(Struct {
+                        fields: [("on".to_owned(), value(Kind::BoolValue(true)))].into(),
+                    })),
+                ),
+            ]
+            .into(),
+        };
+        let mut body = serde_json::json!({"prompt": "p", "size": "1024x1024"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        merge_extra_body(&mut body, Some(&extra));
+        assert_eq!(
+            Json::Object(body),
+            serde_json::json!({"prompt": "p", "size": "auto", "n": 2, "ratio": 0.5, "future": {"on": true}})
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value as Json, json};
 
 use super::media::{
-    CHUNK, decode_base64, error_event, event_type, int_field, parse_event, pieces, undecodable,
-    unknown_event,
+    CHUNK, decode_base64, error_event, event_type, int_field, merge_extra_body, parse_event,
+    pieces, undecodable, unknown_event,
 };
 use crate::{
     openai::{UpstreamError, UpstreamMeta},
@@ -20,7 +20,8 @@ use crate::{
 };
 
 /// The JSON body for `POST /audio/speech`. A voice starting with `voice_` is a custom voice id,
-/// sent as `{"id": ...}`; `sse` asks for `stream_format: sse`.
+/// sent as `{"id": ...}`; `extra_body` is merged over the fields; `sse` asks for
+/// `stream_format: sse`.
 pub fn request_body(req: &CreateSpeechRequest, sse: bool) -> Bytes {
     let mut body = Map::new();
     body.insert("model".into(), json!(req.model));
@@ -40,6 +41,7 @@ pub fn request_body(req: &CreateSpeechRequest, sse: bool) -> Bytes {
     if let Some(i) = &req.instructions {
         body.insert("instructions".into(), json!(i));
     }
+    merge_extra_body(&mut body, req.extra_body.as_ref());
     if sse {
         body.insert("stream_format".into(), json!("sse"));
     }

@@ -46,18 +46,20 @@
 //! (the oldest go first).
 //!
 //! Layout: this file holds the server, the public API, scenario planning and body tracking;
-//! [`transcripts`] builds Responses event sequences; [`media`] encodes PNG and WAV;
-//! `routes` holds the default behaviour of each route and the create; `lifecycle` the other
-//! Responses routes and the live body of background streams; `conversations` the Conversations
-//! API; `store` the remembered state.
+//! [`transcripts`] builds Responses event sequences; [`items`] holds one output item of each
+//! type of OpenAI's spec; [`media`] encodes PNG and WAV; `routes` holds the default behaviour
+//! of each route and the create; `lifecycle` the other Responses routes and the live body of
+//! background streams; `conversations` the Conversations API; `store` the remembered state.
 
 mod conversations;
+pub mod items;
 mod lifecycle;
 pub mod media;
 mod routes;
 mod store;
 pub mod transcripts;
 
+pub use items::{every_item_events, every_output_item_type};
 pub use transcripts::{
     error_body, error_event, every_event_type, failed_events, incomplete_events, reasoning_events,
     split_json, split_text, text_events, tool_call_events,

@@ -371,7 +371,8 @@ fn sample_arguments(schema: &Value) -> Value {
 /// input items; adds both to the conversation; runs it as a job with `background: true`.
 fn responses(req: &RecordedRequest, shared: &Shared) -> Result<Reply, Reply> {
     let body = json_body(req)?;
-    model(body, None)?;
+    // A stored prompt template may set the model (the fake's templates all use the default).
+    model(body, non_null(body, "prompt").map(|_| "gpt-4.1-mini"))?;
     let budget = match non_null(body, "max_output_tokens") {
         None => None,
         Some(v) => match v.as_i64() {

@@ -189,3 +189,28 @@ pub fn reason(status: &Status) -> String {
         .map(|i| i.reason.clone())
         .unwrap_or_default()
 }
+
+/// A JSON object as a `google.protobuf.Struct` (for `extra_body`, tool parameters...).
+pub fn struct_of(value: serde_json::Value) -> prost_types::Struct {
+    fn to_value(v: serde_json::Value) -> prost_types::Value {
+        use prost_types::value::Kind;
+        prost_types::Value {
+            kind: Some(match v {
+                serde_json::Value::Null => Kind::NullValue(0),
+                serde_json::Value::Bool(b) => Kind::BoolValue(b),
+                serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
+                serde_json::Value::String(s) => Kind::StringValue(s),
+                serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+                    values: a.into_iter().map(to_value).collect(),
+                }),
+                serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
+                    fields: o.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+                }),
+            }),
+        }
+    }
+    match to_value(value).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => s,
+        _ => panic!("not an object"),
+    }
+}

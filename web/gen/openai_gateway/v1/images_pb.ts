@@ -17,15 +17,16 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { RawJson } from "./common_pb";
 import { file_openai_gateway_v1_common } from "./common_pb";
-import type { Message } from "@bufbuild/protobuf";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file openai_gateway/v1/images.proto.
  */
 export const file_openai_gateway_v1_images: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vcGVuYWlfZ2F0ZXdheS92MS9pbWFnZXMucHJvdG8SEW9wZW5haV9nYXRld2F5LnYxIugDChJDcmVhdGVJbWFnZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKBW1vZGVsGAIgASgJSACIAQESDgoBbhgDIAEoBUgBiAEBEhEKBHNpemUYBCABKAlIAogBARIUCgdxdWFsaXR5GAUgASgJSAOIAQESEgoFc3R5bGUYBiABKAlIBIgBARIcCg9yZXNwb25zZV9mb3JtYXQYByABKAlIBYgBARIaCg1vdXRwdXRfZm9ybWF0GAggASgJSAaIAQESHwoSb3V0cHV0X2NvbXByZXNzaW9uGAkgASgFSAeIAQESFwoKYmFja2dyb3VuZBgKIAEoCUgIiAEBEhcKCm1vZGVyYXRpb24YCyABKAlICYgBARIRCgR1c2VyGAwgASgJSAqIAQESGwoOcGFydGlhbF9pbWFnZXMYDSABKAVIC4gBAUIICgZfbW9kZWxCBAoCX25CBwoFX3NpemVCCgoIX3F1YWxpdHlCCAoGX3N0eWxlQhIKEF9yZXNwb25zZV9mb3JtYXRCEAoOX291dHB1dF9mb3JtYXRCFQoTX291dHB1dF9jb21wcmVzc2lvbkINCgtfYmFja2dyb3VuZEINCgtfbW9kZXJhdGlvbkIHCgVfdXNlckIRCg9fcGFydGlhbF9pbWFnZXMi3gIKE0NyZWF0ZUltYWdlUmVzcG9uc2USNAoLaW1hZ2VfY2h1bmsYASABKAsyHS5vcGVuYWlfZ2F0ZXdheS52MS5JbWFnZUNodW5rSAASMAoJaW1hZ2VfdXJsGAIgASgLMhsub3BlbmFpX2dhdGV3YXkudjEuSW1hZ2VVcmxIABI9Cg1wYXJ0aWFsX2ltYWdlGAMgASgLMiQub3BlbmFpX2dhdGV3YXkudjEuUGFydGlhbEltYWdlQ2h1bmtIABIwCgZyZXN1bHQYBCABKAsyHi5vcGVuYWlfZ2F0ZXdheS52MS5JbWFnZVJlc3VsdEgAEi0KB3Vua25vd24YBSABKAsyGi5vcGVuYWlfZ2F0ZXdheS52MS5SYXdKc29uSAASNgoJa2VlcGFsaXZlGAYgASgLMiEub3BlbmFpX2dhdGV3YXkudjEuSW1hZ2VLZWVwYWxpdmVIAEIHCgVldmVudCIQCg5JbWFnZUtlZXBhbGl2ZSKSAQoKSW1hZ2VDaHVuaxITCgtpbWFnZV9pbmRleBgBIAEoBRIOCgZvZmZzZXQYAiABKAMSDAoEZGF0YRgDIAEoDBIMCgRsYXN0GAQgASgIEhMKC3RvdGFsX2J5dGVzGAUgASgDEhsKDnJldmlzZWRfcHJvbXB0GAYgASgJSACIAQFCEQoPX3JldmlzZWRfcHJvbXB0IlwKCEltYWdlVXJsEhMKC2ltYWdlX2luZGV4GAEgASgFEgsKA3VybBgCIAEoCRIbCg5yZXZpc2VkX3Byb21wdBgDIAEoCUgAiAEBQhEKD19yZXZpc2VkX3Byb21wdCKGAQoRUGFydGlhbEltYWdlQ2h1bmsSEwoLaW1hZ2VfaW5kZXgYASABKAUSGwoTcGFydGlhbF9pbWFnZV9pbmRleBgCIAEoBRIOCgZvZmZzZXQYAyABKAMSDAoEZGF0YRgEIAEoDBIMCgRsYXN0GAUgASgIEhMKC3RvdGFsX2J5dGVzGAYgASgDIvUBCgtJbWFnZVJlc3VsdBIPCgdjcmVhdGVkGAEgASgDEhEKBHNpemUYAiABKAlIAIgBARIUCgdxdWFsaXR5GAMgASgJSAGIAQESFwoKYmFja2dyb3VuZBgEIAEoCUgCiAEBEhoKDW91dHB1dF9mb3JtYXQYBSABKAlIA4gBARIsCgV1c2FnZRgGIAEoCzIdLm9wZW5haV9nYXRld2F5LnYxLkltYWdlVXNhZ2USEwoLaW1hZ2VfY291bnQYByABKAVCBwoFX3NpemVCCgoIX3F1YWxpdHlCDQoLX2JhY2tncm91bmRCEAoOX291dHB1dF9mb3JtYXQi2gEKCkltYWdlVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMSFAoMdG90YWxfdG9rZW5zGAMgASgDEkMKFGlucHV0X3Rva2Vuc19kZXRhaWxzGAQgASgLMiUub3BlbmFpX2dhdGV3YXkudjEuSW1hZ2VUb2tlbnNEZXRhaWxzEkQKFW91dHB1dF90b2tlbnNfZGV0YWlscxgFIAEoCzIlLm9wZW5haV9nYXRld2F5LnYxLkltYWdlVG9rZW5zRGV0YWlscyI/ChJJbWFnZVRva2Vuc0RldGFpbHMSEwoLdGV4dF90b2tlbnMYASABKAMSFAoMaW1hZ2VfdG9rZW5zGAIgASgDMm8KDUltYWdlc1NlcnZpY2USXgoLQ3JlYXRlSW1hZ2USJS5vcGVuYWlfZ2F0ZXdheS52MS5DcmVhdGVJbWFnZVJlcXVlc3QaJi5vcGVuYWlfZ2F0ZXdheS52MS5DcmVhdGVJbWFnZVJlc3BvbnNlMAFiBnByb3RvMw", [file_openai_gateway_v1_common]);
+  fileDesc("Ch5vcGVuYWlfZ2F0ZXdheS92MS9pbWFnZXMucHJvdG8SEW9wZW5haV9nYXRld2F5LnYxIpUEChJDcmVhdGVJbWFnZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKBW1vZGVsGAIgASgJSACIAQESDgoBbhgDIAEoBUgBiAEBEhEKBHNpemUYBCABKAlIAogBARIUCgdxdWFsaXR5GAUgASgJSAOIAQESEgoFc3R5bGUYBiABKAlIBIgBARIcCg9yZXNwb25zZV9mb3JtYXQYByABKAlIBYgBARIaCg1vdXRwdXRfZm9ybWF0GAggASgJSAaIAQESHwoSb3V0cHV0X2NvbXByZXNzaW9uGAkgASgFSAeIAQESFwoKYmFja2dyb3VuZBgKIAEoCUgIiAEBEhcKCm1vZGVyYXRpb24YCyABKAlICYgBARIRCgR1c2VyGAwgASgJSAqIAQESGwoOcGFydGlhbF9pbWFnZXMYDSABKAVIC4gBARIrCgpleHRyYV9ib2R5GA4gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIICgZfbW9kZWxCBAoCX25CBwoFX3NpemVCCgoIX3F1YWxpdHlCCAoGX3N0eWxlQhIKEF9yZXNwb25zZV9mb3JtYXRCEAoOX291dHB1dF9mb3JtYXRCFQoTX291dHB1dF9jb21wcmVzc2lvbkINCgtfYmFja2dyb3VuZEINCgtfbW9kZXJhdGlvbkIHCgVfdXNlckIRCg9fcGFydGlhbF9pbWFnZXMi3gIKE0NyZWF0ZUltYWdlUmVzcG9uc2USNAoLaW1hZ2VfY2h1bmsYASABKAsyHS5vcGVuYWlfZ2F0ZXdheS52MS5JbWFnZUNodW5rSAASMAoJaW1hZ2VfdXJsGAIgASgLMhsub3BlbmFpX2dhdGV3YXkudjEuSW1hZ2VVcmxIABI9Cg1wYXJ0aWFsX2ltYWdlGAMgASgLMiQub3BlbmFpX2dhdGV3YXkudjEuUGFydGlhbEltYWdlQ2h1bmtIABIwCgZyZXN1bHQYBCABKAsyHi5vcGVuYWlfZ2F0ZXdheS52MS5JbWFnZVJlc3VsdEgAEi0KB3Vua25vd24YBSABKAsyGi5vcGVuYWlfZ2F0ZXdheS52MS5SYXdKc29uSAASNgoJa2VlcGFsaXZlGAYgASgLMiEub3BlbmFpX2dhdGV3YXkudjEuSW1hZ2VLZWVwYWxpdmVIAEIHCgVldmVudCIQCg5JbWFnZUtlZXBhbGl2ZSKSAQoKSW1hZ2VDaHVuaxITCgtpbWFnZV9pbmRleBgBIAEoBRIOCgZvZmZzZXQYAiABKAMSDAoEZGF0YRgDIAEoDBIMCgRsYXN0GAQgASgIEhMKC3RvdGFsX2J5dGVzGAUgASgDEhsKDnJldmlzZWRfcHJvbXB0GAYgASgJSACIAQFCEQoPX3JldmlzZWRfcHJvbXB0IlwKCEltYWdlVXJsEhMKC2ltYWdlX2luZGV4GAEgASgFEgsKA3VybBgCIAEoCRIbCg5yZXZpc2VkX3Byb21wdBgDIAEoCUgAiAEBQhEKD19yZXZpc2VkX3Byb21wdCKGAQoRUGFydGlhbEltYWdlQ2h1bmsSEwoLaW1hZ2VfaW5kZXgYASABKAUSGwoTcGFydGlhbF9pbWFnZV9pbmRleBgCIAEoBRIOCgZvZmZzZXQYAyABKAMSDAoEZGF0YRgEIAEoDBIMCgRsYXN0GAUgASgIEhMKC3RvdGFsX2J5dGVzGAYgASgDIvUBCgtJbWFnZVJlc3VsdBIPCgdjcmVhdGVkGAEgASgDEhEKBHNpemUYAiABKAlIAIgBARIUCgdxdWFsaXR5GAMgASgJSAGIAQESFwoKYmFja2dyb3VuZBgEIAEoCUgCiAEBEhoKDW91dHB1dF9mb3JtYXQYBSABKAlIA4gBARIsCgV1c2FnZRgGIAEoCzIdLm9wZW5haV9nYXRld2F5LnYxLkltYWdlVXNhZ2USEwoLaW1hZ2VfY291bnQYByABKAVCBwoFX3NpemVCCgoIX3F1YWxpdHlCDQoLX2JhY2tncm91bmRCEAoOX291dHB1dF9mb3JtYXQi2gEKCkltYWdlVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMSFAoMdG90YWxfdG9rZW5zGAMgASgDEkMKFGlucHV0X3Rva2Vuc19kZXRhaWxzGAQgASgLMiUub3BlbmFpX2dhdGV3YXkudjEuSW1hZ2VUb2tlbnNEZXRhaWxzEkQKFW91dHB1dF90b2tlbnNfZGV0YWlscxgFIAEoCzIlLm9wZW5haV9nYXRld2F5LnYxLkltYWdlVG9rZW5zRGV0YWlscyI/ChJJbWFnZVRva2Vuc0RldGFpbHMSEwoLdGV4dF90b2tlbnMYASABKAMSFAoMaW1hZ2VfdG9rZW5zGAIgASgDMm8KDUltYWdlc1NlcnZpY2USXgoLQ3JlYXRlSW1hZ2USJS5vcGVuYWlfZ2F0ZXdheS52MS5DcmVhdGVJbWFnZVJlcXVlc3QaJi5vcGVuYWlfZ2F0ZXdheS52MS5DcmVhdGVJbWFnZVJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_struct, file_openai_gateway_v1_common]);
 
 /**
  * The request body of `POST /v1/images/generations`. Unset optional fields are not sent, so
@@ -34,9 +35,10 @@ export const file_openai_gateway_v1_images: GenFile = /*@__PURE__*/
  * Defaults per model (switching the model switches these defaults, which is why a UI may "reset"
  * fields when the model changes; the gateway never fills them in itself):
  *
- * * dall-e-2: n 1, size `1024x1024`, quality `standard` (the only one), response_format `url`.
- * * dall-e-3: n 1 (the only value), size `1024x1024`, quality `standard`, style `vivid`,
+ * * dall-e-2: n 1, size `1024x1024`, quality `auto` (which is `standard`, the only one),
  *   response_format `url`.
+ * * dall-e-3: n 1 (the only value), size `1024x1024`, quality `auto` (OpenAI picks), style
+ *   `vivid`, response_format `url`.
  * * GPT image models (`gpt-image-1`, `gpt-image-1-mini`, `gpt-image-1.5`, `gpt-image-2`,
  *   `chatgpt-image-latest`, ...): n 1, size `auto`, quality `auto`, output_format `png`,
  *   output_compression 100, background `auto`, moderation `auto`, partial_images 0; the image is
@@ -85,9 +87,9 @@ export type CreateImageRequest = Message<"openai_gateway.v1.CreateImageRequest">
   size?: string | undefined;
 
   /**
-   * Optional. Rendering quality. dall-e-2: `standard` only. dall-e-3: `standard` (default) or
-   * `hd`. GPT image models: `low`, `medium`, `high` or `auto` (default). Maps to OpenAI
-   * `quality`.
+   * Optional. Rendering quality: `auto` (default, for every model: the best quality the model
+   * offers), or dall-e-2: `standard`; dall-e-3: `standard` or `hd`; GPT image models: `low`,
+   * `medium` or `high`. Maps to OpenAI `quality`.
    *
    * @generated from field: optional string quality = 5;
    */
@@ -159,6 +161,15 @@ export type CreateImageRequest = Message<"openai_gateway.v1.CreateImageRequest">
    * @generated from field: optional int32 partial_images = 13;
    */
   partialImages?: number | undefined;
+
+  /**
+   * Optional. A JSON object merged into the upstream request body after all other fields; its
+   * keys override them. For OpenAI parameters newer than this contract. `stream` cannot be set
+   * (the gateway decides it from `partial_images`). Not sent as a key itself.
+   *
+   * @generated from field: google.protobuf.Struct extra_body = 14;
+   */
+  extraBody?: JsonObject | undefined;
 };
 
 /**

@@ -10,15 +10,16 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { RawJson } from "./common_pb";
 import { file_openai_gateway_v1_common } from "./common_pb";
-import type { Message } from "@bufbuild/protobuf";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file openai_gateway/v1/speech.proto.
  */
 export const file_openai_gateway_v1_speech: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vcGVuYWlfZ2F0ZXdheS92MS9zcGVlY2gucHJvdG8SEW9wZW5haV9nYXRld2F5LnYxIr4BChNDcmVhdGVTcGVlY2hSZXF1ZXN0Eg0KBWlucHV0GAEgASgJEg0KBW1vZGVsGAIgASgJEg0KBXZvaWNlGAMgASgJEhwKD3Jlc3BvbnNlX2Zvcm1hdBgEIAEoCUgAiAEBEhIKBXNwZWVkGAUgASgBSAGIAQESGQoMaW5zdHJ1Y3Rpb25zGAYgASgJSAKIAQFCEgoQX3Jlc3BvbnNlX2Zvcm1hdEIICgZfc3BlZWRCDwoNX2luc3RydWN0aW9ucyKXAgoUQ3JlYXRlU3BlZWNoUmVzcG9uc2USLwoFc3RhcnQYASABKAsyHi5vcGVuYWlfZ2F0ZXdheS52MS5TcGVlY2hTdGFydEgAEi4KBWF1ZGlvGAIgASgLMh0ub3BlbmFpX2dhdGV3YXkudjEuQXVkaW9DaHVua0gAEi0KBGRvbmUYAyABKAsyHS5vcGVuYWlfZ2F0ZXdheS52MS5TcGVlY2hEb25lSAASLQoHdW5rbm93bhgEIAEoCzIaLm9wZW5haV9nYXRld2F5LnYxLlJhd0pzb25IABI3CglrZWVwYWxpdmUYBSABKAsyIi5vcGVuYWlfZ2F0ZXdheS52MS5TcGVlY2hLZWVwYWxpdmVIAEIHCgVldmVudCIRCg9TcGVlY2hLZWVwYWxpdmUiUwoLU3BlZWNoU3RhcnQSFwoPcmVzcG9uc2VfZm9ybWF0GAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIVCg1zdHJlYW1fZm9ybWF0GAMgASgJIioKCkF1ZGlvQ2h1bmsSDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAMiUAoKU3BlZWNoRG9uZRITCgt0b3RhbF9ieXRlcxgBIAEoAxItCgV1c2FnZRgCIAEoCzIeLm9wZW5haV9nYXRld2F5LnYxLlNwZWVjaFVzYWdlIlAKC1NwZWVjaFVzYWdlEhQKDGlucHV0X3Rva2VucxgBIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAIgASgDEhQKDHRvdGFsX3Rva2VucxgDIAEoAzJyCg1TcGVlY2hTZXJ2aWNlEmEKDENyZWF0ZVNwZWVjaBImLm9wZW5haV9nYXRld2F5LnYxLkNyZWF0ZVNwZWVjaFJlcXVlc3QaJy5vcGVuYWlfZ2F0ZXdheS52MS5DcmVhdGVTcGVlY2hSZXNwb25zZTABYgZwcm90bzM", [file_openai_gateway_v1_common]);
+  fileDesc("Ch5vcGVuYWlfZ2F0ZXdheS92MS9zcGVlY2gucHJvdG8SEW9wZW5haV9nYXRld2F5LnYxIusBChNDcmVhdGVTcGVlY2hSZXF1ZXN0Eg0KBWlucHV0GAEgASgJEg0KBW1vZGVsGAIgASgJEg0KBXZvaWNlGAMgASgJEhwKD3Jlc3BvbnNlX2Zvcm1hdBgEIAEoCUgAiAEBEhIKBXNwZWVkGAUgASgBSAGIAQESGQoMaW5zdHJ1Y3Rpb25zGAYgASgJSAKIAQESKwoKZXh0cmFfYm9keRgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCEgoQX3Jlc3BvbnNlX2Zvcm1hdEIICgZfc3BlZWRCDwoNX2luc3RydWN0aW9ucyKXAgoUQ3JlYXRlU3BlZWNoUmVzcG9uc2USLwoFc3RhcnQYASABKAsyHi5vcGVuYWlfZ2F0ZXdheS52MS5TcGVlY2hTdGFydEgAEi4KBWF1ZGlvGAIgASgLMh0ub3BlbmFpX2dhdGV3YXkudjEuQXVkaW9DaHVua0gAEi0KBGRvbmUYAyABKAsyHS5vcGVuYWlfZ2F0ZXdheS52MS5TcGVlY2hEb25lSAASLQoHdW5rbm93bhgEIAEoCzIaLm9wZW5haV9nYXRld2F5LnYxLlJhd0pzb25IABI3CglrZWVwYWxpdmUYBSABKAsyIi5vcGVuYWlfZ2F0ZXdheS52MS5TcGVlY2hLZWVwYWxpdmVIAEIHCgVldmVudCIRCg9TcGVlY2hLZWVwYWxpdmUiUwoLU3BlZWNoU3RhcnQSFwoPcmVzcG9uc2VfZm9ybWF0GAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIVCg1zdHJlYW1fZm9ybWF0GAMgASgJIioKCkF1ZGlvQ2h1bmsSDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAMiUAoKU3BlZWNoRG9uZRITCgt0b3RhbF9ieXRlcxgBIAEoAxItCgV1c2FnZRgCIAEoCzIeLm9wZW5haV9nYXRld2F5LnYxLlNwZWVjaFVzYWdlIlAKC1NwZWVjaFVzYWdlEhQKDGlucHV0X3Rva2VucxgBIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAIgASgDEhQKDHRvdGFsX3Rva2VucxgDIAEoAzJyCg1TcGVlY2hTZXJ2aWNlEmEKDENyZWF0ZVNwZWVjaBImLm9wZW5haV9nYXRld2F5LnYxLkNyZWF0ZVNwZWVjaFJlcXVlc3QaJy5vcGVuYWlfZ2F0ZXdheS52MS5DcmVhdGVTcGVlY2hSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_struct, file_openai_gateway_v1_common]);
 
 /**
  * The request body of `POST /v1/audio/speech`. Unset optional fields are not sent, so OpenAI's
@@ -74,6 +75,15 @@ export type CreateSpeechRequest = Message<"openai_gateway.v1.CreateSpeechRequest
    * @generated from field: optional string instructions = 6;
    */
   instructions?: string | undefined;
+
+  /**
+   * Optional. A JSON object merged into the upstream request body after all other fields; its
+   * keys override them. For OpenAI parameters newer than this contract. `stream_format` cannot
+   * be set (the gateway picks it per model). Not sent as a key itself.
+   *
+   * @generated from field: google.protobuf.Struct extra_body = 7;
+   */
+  extraBody?: JsonObject | undefined;
 };
 
 /**
