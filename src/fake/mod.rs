@@ -566,6 +566,8 @@ struct Inner {
     entries: Vec<Entry>,
     scenarios: VecDeque<Scenario>,
     api_key: Option<String>,
+    /// Keys answered with a fixed error (see [`FakeOpenAi::refuse_key`]).
+    refused_keys: Vec<(String, Scenario)>,
     /// Stored responses, background jobs, conversations.
     store: store::Store,
 }
@@ -652,6 +654,15 @@ impl FakeOpenAi {
     /// missing) gets 401 `invalid_api_key` with OpenAI's body, and takes no scenario.
     pub fn require_api_key(&self, key: &str) {
         self.shared.lock().api_key = Some(key.to_string());
+    }
+
+    /// From now on, every request presenting `key` as its bearer token gets `scenario` (e.g. a
+    /// 429 with reset headers, for a key pool), and takes no queued scenario.
+    pub fn refuse_key(&self, key: &str, scenario: Scenario) {
+        self.shared
+            .lock()
+            .refused_keys
+            .push((key.to_owned(), scenario));
     }
 
     /// Queues a scenario (FIFO): each incoming request takes the next one; with none queued it
@@ -933,10 +944,15 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             Some(key) => presented.as_deref() == Some(key.as_str()),
             None => true,
         };
-        let decision = if authorized {
-            Ok(inner.scenarios.pop_front())
-        } else {
-            Err(())
+        let refused = inner
+            .refused_keys
+            .iter()
+            .find(|(key, _)| presented.as_deref() == Some(key.as_str()))
+            .map(|(_, scenario)| scenario.clone());
+        let decision = match (authorized, refused) {
+            (false, _) => Err(()),
+            (true, Some(scenario)) => Ok(Some(scenario)),
+            (true, None) => Ok(inner.scenarios.pop_front()),
         };
         (index, decision)
     };
