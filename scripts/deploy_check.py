@@ -1329,10 +1329,6 @@ def smoke_run(r: Report, binary: Path, objects: list[dict], gateway, help_flags,
             return
         health = grpc_health(grpc_port)
         r.check("gRPC health check (as the probes send it)", health == "SERVING", health, bad=health)
-        # The gateway installs its SIGTERM handler when tonic's accept loop first polls the
-        # shutdown future, which can be after the first connection is served: a SIGTERM sent
-        # in that window ends the process with the signal's default action (exit 143).
-        time.sleep(0.5)
         if "--metrics-listen" in parsed["values"]:
             body, status = "", None
             for _ in range(50):
@@ -1345,8 +1341,12 @@ def smoke_run(r: Report, binary: Path, objects: list[dict], gateway, help_flags,
             r.check("serves /metrics", status == 200, f"HTTP {status}, {len(body)} bytes", bad=f"HTTP {status}")
         proc.send_signal(signal.SIGTERM)
         if "--drain-delay" not in parsed["values"]:
-            time.sleep(0.3)  # within the 2 s drain delay set below
+            # Health must turn NOT_SERVING within the 2 s drain delay set below.
+            turned = time.monotonic() + 2
             health = grpc_health(grpc_port)
+            while health != "NOT_SERVING" and time.monotonic() < turned:
+                time.sleep(0.05)
+                health = grpc_health(grpc_port)
             r.check("health turns NOT_SERVING on SIGTERM, during the drain delay", health == "NOT_SERVING", health, bad=health)
         try:
             drain = parse_duration(parsed["values"].get("--drain-delay") or "2s") + parse_duration(

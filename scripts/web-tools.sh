@@ -15,15 +15,8 @@ mkdir -p "$root/target"
 exec 9>"$root/target/web-tools.lock"
 flock 9
 
-if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "web-tools: /usr/bin/chromium is missing; install Debian's chromium package (apt-get install chromium)" >&2
-    exit 1
-  fi
-  echo "web-tools: installing Debian's chromium (once)" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+if [ "${1:-}" = "--browser" ]; then
+  "$root/scripts/apt-install.sh" chromium chromium
 fi
 
 stamp="$dir/.installed-$(cat "$root/web/package.json" "$root/web/package-lock.json" "$0" | sha256sum | cut -c1-12)"

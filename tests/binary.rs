@@ -215,3 +215,37 @@ fn demo_serves_and_sigterm_exits_cleanly() {
     // SIGTERM: the process drains and exits 0.
     assert_eq!(terminate(child), Some(0));
 }
+
+#[test]
+fn a_bad_limits_file_exits_64_naming_the_offending_path() {
+    let dir = std::env::temp_dir().join(format!("gw-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, path) in [
+        (
+            r#"{"callers":{"billing":{"requests_per_minute":0}}}"#,
+            "callers.billing.requests_per_minute",
+        ),
+        (r#"{"profiles":{"p":{"tokens_per_minut":5}}}"#, "profiles.p"),
+        (
+            r#"{"default":{"concurrent_streams":"two"}}"#,
+            "default.concurrent_streams",
+        ),
+    ] {
+        let file = dir.join("limits.json");
+        std::fs::write(&file, text).unwrap();
+        let out = gateway(&["--demo", "--limits-file", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--limits-file") && err.contains(path),
+            "{text}: {err}"
+        );
+    }
+    let missing = gateway(&["--demo", "--limits-file", "/nonexistent/limits.json"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(64));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

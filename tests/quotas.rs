@@ -241,19 +241,8 @@ fn keys_seen(h: &Harness) -> Vec<String> {
 #[tokio::test]
 async fn a_rate_limited_key_cools_down_and_the_next_key_serves_the_call() {
     let h = pooled().await;
-    h.fake.refuse_key(
-        "sk-pool-key-one-0000",
-        Scenario::Error {
-            status: 429,
-            body: fake::error_body(
-                "Rate limit reached",
-                "requests",
-                None,
-                Some("rate_limit_exceeded"),
-            ),
-            headers: vec![("retry-after".into(), "30".into())],
-        },
-    );
+    h.fake
+        .refuse_key("sk-pool-key-one-0000", Scenario::rate_limited(30));
     for _ in 0..4 {
         let (_, end) = h.call(text_request("hi")).await.unwrap();
         assert!(end.is_none(), "{end:?}");

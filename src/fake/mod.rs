@@ -218,6 +218,20 @@ impl Scenario {
         }
     }
 
+    /// A 429 rate limit (`rate_limit_exceeded`) whose `Retry-After` is `seconds`.
+    pub fn rate_limited(seconds: u64) -> Self {
+        Scenario::Error {
+            status: 429,
+            body: error_body(
+                "Rate limit reached for requests",
+                "requests",
+                None,
+                Some("rate_limit_exceeded"),
+            ),
+            headers: vec![("retry-after".into(), seconds.to_string())],
+        }
+    }
+
     /// [`Scenario::Error`] with no extra headers.
     pub fn error(status: u16, body: Value) -> Self {
         Scenario::Error {
