@@ -21,7 +21,7 @@ use std::{
 
 use common::{drain, reason, repo_root, text_request, with_metadata};
 use openai_grpc_gateway::{
-    fake::{self, FakeOpenAi, Scenario},
+    fake::{FakeOpenAi, Scenario},
     pb::{
         CreateResponseRequest, GetResponseRequest, create_response_response::Event,
         responses_service_client::ResponsesServiceClient,
