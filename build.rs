@@ -36,6 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `bytes` fields as `bytes::Bytes`: audio chunks read from the upstream go into messages
         // without a copy.
         .bytes(".")
+        // Smaller per-call buffers than tonic's default (src/pb.rs).
+        .codec_path("crate::pb::Codec")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -19,7 +19,7 @@
 //! | [`usage`]   | the typed token usage of one response |
 //! | [`openai`]  | the OpenAI HTTP client (reqwest) and its settings; knows JSON and HTTP, never imports tonic |
 //! | [`sse`]     | a pure WHATWG server-sent-events decoder: bytes in, events out; no IO, no JSON |
-//! | [`pb`]      | the generated protobuf types and the descriptor set (`proto/` is the contract) |
+//! | [`pb`]      | the generated protobuf types, the descriptor set (`proto/` is the contract), the services' codec |
 //! | [`demo`], [`fake`] | (cargo feature `demo`, on by default) a fake OpenAI server on loopback: the `--demo` upstream and the test double |
 
 pub mod api;

@@ -23,3 +23,43 @@ pub fn pool() -> &'static DescriptorPool {
     });
     &POOL
 }
+
+/// The codec of every generated service and client: prost, with smaller encode and decode
+/// buffers than tonic's default of 8 KiB. Every open stream holds its encode buffer for as long
+/// as it is open, and a stream's messages (deltas, chunks) are mostly far smaller than that;
+/// larger messages grow the buffer as needed (BENCHMARKS.md, "Memory per stream").
+#[derive(Debug, Clone)]
+pub struct Codec<T, U>(std::marker::PhantomData<(T, U)>);
+
+/// Initial capacity of a call's encode and decode buffers.
+pub const CODEC_BUFFER_BYTES: usize = 1024;
+
+impl<T, U> Default for Codec<T, U> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T, U> tonic::codec::Codec for Codec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Decoder = tonic_prost::ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(buffers())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(buffers())
+    }
+}
+
+fn buffers() -> tonic::codec::BufferSettings {
+    // The yield threshold stays tonic's default (32 KiB).
+    tonic::codec::BufferSettings::new(CODEC_BUFFER_BYTES, 32 * 1024)
+}

@@ -26,7 +26,7 @@ use tokio::{
     sync::{mpsc, watch},
     time::Instant,
 };
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, codegen::http::HeaderMap};
 use tracing::Instrument;
 
@@ -523,7 +523,11 @@ impl CallContext {
                 };
                 let forced = Self::forced_shutdown(self.shutdown.clone());
                 tokio::spawn(pump(tx, source, pumped, forced).instrument(span));
-                Box::pin(ReceiverStream::new(rx))
+                Box::pin(
+                    ReceiverStream::new(rx).map(|item: super::pump::Item<R::Message>| {
+                        item.map(|m| *m).map_err(|s| *s)
+                    }),
+                )
             }
         };
         Ok(with_upstream_metadata(stream, &opened.headers))
@@ -603,29 +607,33 @@ impl CallContext {
             Err(status) => return Err(call.refuse(status)),
         };
         let owner_name = caller.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
-        let selected = match self
-            .select(R::target(request.get_ref()), &owner_name, &request)
-            .await
+        // The store and quota steps are boxed: their futures (Redis round trips) are large, and
+        // a call's future is held for every call that is still opening (BENCHMARKS.md, "Memory
+        // per stream").
+        let selected = match Box::pin(self.select(
+            R::target(request.get_ref()),
+            &owner_name,
+            &request,
+        ))
+        .await
         {
             Ok(selected) => selected,
             Err(status) => return Err(call.refuse(status)),
         };
         for reference in R::references(request.get_ref()) {
-            if let Err(status) = self
-                .check_reference(reference, &owner_name, &selected.profile)
-                .await
+            if let Err(status) =
+                Box::pin(self.check_reference(reference, &owner_name, &selected.profile)).await
             {
                 return Err(call.refuse(status));
             }
         }
         let quota = match &self.quotas {
-            Some(quotas) => match quotas
-                .admit(&owner_name, &selected.profile, streaming)
-                .await
-            {
-                Ok(admitted) => Some(admitted),
-                Err(status) => return Err(call.refuse(status)),
-            },
+            Some(quotas) => {
+                match Box::pin(quotas.admit(&owner_name, &selected.profile, streaming)).await {
+                    Ok(admitted) => Some(admitted),
+                    Err(status) => return Err(call.refuse(status)),
+                }
+            }
             None => None,
         };
         let mut client = selected.client;

@@ -82,6 +82,12 @@ impl<M> Pending<M> {
     }
 }
 
+/// What travels through a stream's channel: boxed, so that a channel slot is two pointers
+/// wide. A message is as large as the largest event type (about a kilobyte inline), and tokio's
+/// channel allocates its slots in blocks of 32 per stream, so unboxed every open stream held a
+/// 35 KiB block (BENCHMARKS.md, "Memory per stream").
+pub(crate) type Item<M> = Result<Box<M>, Box<Status>>;
+
 /// What a pump needs besides its source and the caller's channel.
 #[derive(Debug)]
 pub(crate) struct Pumped {
@@ -102,7 +108,7 @@ pub(crate) struct Pumped {
 /// (a shutdown's drain timeout) ends it with UNAVAILABLE. During silences longer than the
 /// heartbeat interval it sends a keepalive so mesh idle timeouts do not cut a live stream.
 pub(crate) async fn pump<S: Source>(
-    tx: mpsc::Sender<Result<S::Message, Status>>,
+    tx: mpsc::Sender<Item<S::Message>>,
     mut source: S,
     pumped: Pumped,
     forced: impl Future<Output = ()>,
@@ -136,7 +142,10 @@ pub(crate) async fn pump<S: Source>(
             () = &mut heartbeat, if interval.is_some() => {
                 let due = last_sent + interval.unwrap_or(NEVER);
                 if Instant::now() >= due {
-                    if send(&tx, Ok(source.keepalive()), &mut call).await.is_err() {
+                    if send(&tx, Ok(Box::new(source.keepalive())), &mut call)
+                        .await
+                        .is_err()
+                    {
                         source.caller_gone();
                         return call.finish(tonic::Code::Cancelled);
                     }
@@ -155,16 +164,24 @@ pub(crate) async fn pump<S: Source>(
             Step::End => (None, Some(Ok(()))),
         };
         if let Some(m) = message {
-            if end.is_some()
-                && let Some(usage) = source.usage(&m)
-            {
+            let usage = if end.is_some() {
+                source.usage(&m)
+            } else {
+                None
+            };
+            // A full channel waits here: the upstream is not read while the caller is behind.
+            let sent = send(&tx, Ok(Box::new(m)), &mut call).await;
+            // The final message goes out first; its tokens are charged after (a quota update
+            // may be a Redis round trip), and also when the caller left at the last moment:
+            // they were spent either way.
+            if let Some(usage) = usage {
                 call.usage(&usage);
                 if let Some(quota) = &quota {
-                    quota.record(&usage).await;
+                    // Boxed: a Redis round trip is a large future, awaited once per stream.
+                    Box::pin(quota.record(&usage)).await;
                 }
             }
-            // A full channel waits here: the upstream is not read while the caller is behind.
-            if send(&tx, Ok(m), &mut call).await.is_err() {
+            if sent.is_err() {
                 source.caller_gone();
                 return call.finish(tonic::Code::Cancelled);
             }
@@ -175,7 +192,7 @@ pub(crate) async fn pump<S: Source>(
             Some(Ok(())) => return call.finish(tonic::Code::Ok),
             Some(Err(status)) => {
                 let code = status.code();
-                let _ = send(&tx, Err(status), &mut call).await;
+                let _ = send(&tx, Err(Box::new(status)), &mut call).await;
                 return call.finish(code);
             }
         }
@@ -185,12 +202,9 @@ pub(crate) async fn pump<S: Source>(
 /// "No heartbeat": far enough away never to fire.
 const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// Sends one item, counting the time blocked on a slow caller as waiting (not overhead).
-async fn send<M>(
-    tx: &mpsc::Sender<Result<M, Status>>,
-    item: Result<M, Status>,
-    call: &mut Call,
-) -> Result<(), ()> {
+/// Sends one item, counting the time blocked on a slow caller as waiting (not overhead). The
+/// item comes boxed, so the pump's future does not hold a message inline while it waits.
+async fn send<M>(tx: &mpsc::Sender<Item<M>>, item: Item<M>, call: &mut Call) -> Result<(), ()> {
     let first = item.is_ok();
     let since = Instant::now();
     let sent = tx.send(item).await.map_err(|_| ());

@@ -609,7 +609,8 @@ impl Events {
         if !self.bound
             && let Some(id) = convert::response_id(&event.message)
         {
-            self.upstream.bind(Kind::Response, id).await;
+            // Boxed: a store round trip is a large future, awaited once per stream.
+            Box::pin(self.upstream.bind(Kind::Response, id)).await;
             self.resume.response_id = Some(id.to_owned());
             self.bound = true;
         }

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 
-use tokio::time::Instant;
+use futures_util::{Stream, StreamExt as _};
+use tokio::time::{Instant, Sleep};
 
 use super::{Budget, TimeLimit, UpstreamError, UpstreamMeta, describe};
 use crate::sse::SseDecoder;
@@ -16,34 +17,63 @@ pub struct StreamEvent {
     pub data: Bytes,
 }
 
+/// The body of an upstream response without its head: the headers were read into
+/// [`UpstreamMeta`] already, and an open stream should not keep them (about a kilobyte each).
+type Body = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
 /// Reads an upstream SSE body. Dropping it closes the upstream request.
-#[derive(Debug)]
 pub struct EventStream {
-    response: reqwest::Response,
-    decoder: SseDecoder,
-    meta: UpstreamMeta,
-    done: bool,
+    reader: Reader,
     budget: Budget,
     /// When the current wait for an event gives up, and which limit that is: the first-event
     /// timeout until the first event, then the idle timeout, always capped by the call's end.
     wait_until: Option<(Instant, TimeLimit)>,
+    /// One timer for the whole stream, re-armed only when it fires: it may be set earlier than
+    /// `wait_until` (which moves with every event), never later. A new timer per event was a
+    /// timer-wheel insert and remove on the hot path (BENCHMARKS.md).
+    timer: std::pin::Pin<Box<Sleep>>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("meta", &self.reader.meta)
+            .field("done", &self.reader.done)
+            .field("wait_until", &self.wait_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body and its decoder, apart from the timer so that both can be awaited at once.
+struct Reader {
+    body: Body,
+    decoder: SseDecoder,
+    meta: UpstreamMeta,
+    done: bool,
 }
 
 impl EventStream {
     pub(super) fn new(response: reqwest::Response, meta: UpstreamMeta, budget: Budget) -> Self {
+        let wait_until = budget.until(budget.first_event, TimeLimit::FirstEvent);
+        let far = Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
         Self {
-            response,
-            decoder: SseDecoder::new(),
-            meta,
-            done: false,
-            wait_until: budget.until(budget.first_event, TimeLimit::FirstEvent),
+            reader: Reader {
+                body: Box::pin(response.bytes_stream()),
+                decoder: SseDecoder::new(),
+                meta,
+                done: false,
+            },
+            timer: Box::pin(tokio::time::sleep_until(
+                wait_until.map_or(far, |(at, _)| at),
+            )),
+            wait_until,
             budget,
         }
     }
 
     /// The upstream request id and hints.
     pub fn meta(&self) -> &UpstreamMeta {
-        &self.meta
+        &self.reader.meta
     }
 
     /// The next event; `None` at a clean end of the body (or after `data: [DONE]`, which OpenAI's
@@ -51,19 +81,36 @@ impl EventStream {
     /// in the middle of an event, is an [`UpstreamError::Dropped`]; a limit that passes is an
     /// [`UpstreamError::Timeout`]. Cancel-safe: dropping the future loses no data.
     pub async fn next(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
-        let Some((at, limit)) = self.wait_until else {
-            return self.next_untimed().await;
-        };
-        match tokio::time::timeout_at(at, self.next_untimed()).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.done = true;
-                Some(Err(UpstreamError::Timeout { limit }))
+        loop {
+            let Some((at, limit)) = self.wait_until else {
+                return self.reader.next().await;
+            };
+            if self.timer.deadline() > at {
+                self.timer.as_mut().reset(at);
+            }
+            tokio::select! {
+                biased;
+                read = self.reader.next() => {
+                    if let Some(Ok(_)) = &read {
+                        self.wait_until = self.budget.until(self.budget.idle, TimeLimit::Idle);
+                    }
+                    return read;
+                }
+                () = self.timer.as_mut() => {
+                    if Instant::now() >= at {
+                        self.reader.done = true;
+                        return Some(Err(UpstreamError::Timeout { limit }));
+                    }
+                    // Set for an earlier limit: wait on for the current one.
+                    self.timer.as_mut().reset(at);
+                }
             }
         }
     }
+}
 
-    async fn next_untimed(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
+impl Reader {
+    async fn next(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
         loop {
             if self.done {
                 return None;
@@ -74,7 +121,6 @@ impl EventStream {
                         self.done = true;
                         return None;
                     }
-                    self.wait_until = self.budget.until(self.budget.idle, TimeLimit::Idle);
                     return Some(Ok(StreamEvent {
                         event: ev.event,
                         data: ev.data,
@@ -89,9 +135,9 @@ impl EventStream {
                     }));
                 }
             }
-            match self.response.chunk().await {
-                Ok(Some(chunk)) => self.decoder.feed(&chunk),
-                Ok(None) => {
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.decoder.feed(&chunk),
+                None => {
                     self.done = true;
                     if self.decoder.finish() {
                         return Some(Err(UpstreamError::Dropped {
@@ -101,7 +147,7 @@ impl EventStream {
                     }
                     return None;
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     self.done = true;
                     return Some(Err(UpstreamError::Dropped {
                         message: describe(&e),
