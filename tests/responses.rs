@@ -573,6 +573,32 @@ async fn connection_refused_is_unavailable() {
 }
 
 #[tokio::test]
+async fn upstream_http2_streams_over_h2c() {
+    use openai_grpc_gateway::openai::UpstreamProtocol;
+    // Negotiated (the default) on a plaintext upstream is HTTP/1.1.
+    let h1 = Harness::start().await;
+    let (_, end) = h1.call(text_request("hi")).await.unwrap();
+    assert!(end.is_none());
+    assert_eq!(h1.fake.requests()[0].version, "HTTP/1.1");
+    // --upstream-http2: h2c with prior knowledge, several streams at once, each complete.
+    let h2 = Harness::start_with(|c| c.upstream.protocol = UpstreamProtocol::Http2).await;
+    let calls = (0..4).map(|i| h2.call(text_request(&format!("hello {i}"))));
+    for result in futures_util::future::join_all(calls).await {
+        let (messages, end) = result.expect("stream opens");
+        assert!(end.is_none(), "{end:?}");
+        assert!(!deltas(&messages).is_empty());
+        completed(&messages);
+    }
+    let requests = h2.fake.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(
+        requests.iter().all(|r| r.version == "HTTP/2.0"),
+        "{:?}",
+        requests.iter().map(|r| &r.version).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn undecodable_bodies_are_internal() {
     let h = Harness::start().await;
     // Not an event stream at all.

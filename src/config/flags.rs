@@ -12,7 +12,9 @@ use super::{
     Auth, Config, Cors, DEFAULT_HEARTBEAT, DEFAULT_LISTEN, DEFAULT_STREAM_BUFFER, Drain, Files,
     Http2, Limits, LogFormat, Profiles, StartupError, Tls, Web,
 };
-use crate::openai::{ApiKey, DEFAULT_BASE_URL, RetryPolicy, Timeouts, UpstreamConfig};
+use crate::openai::{
+    ApiKey, DEFAULT_BASE_URL, RetryPolicy, Timeouts, UpstreamConfig, UpstreamProtocol,
+};
 
 /// Parses durations such as `500ms`, `15s`, `2m`, `1h` or a bare number of seconds; `0` means
 /// "off" where a setting allows it.
@@ -268,6 +270,12 @@ pub struct Cli {
     #[arg(long = "cors-allow-origin", env = "GATEWAY_CORS_ALLOW_ORIGIN")]
     pub cors_allow_origin: Option<String>,
 
+    /// Speak HTTP/2 to the upstream without negotiating it (h2c on an http:// base URL, for
+    /// OpenAI-compatible servers that serve it): calls share connections as streams instead of
+    /// holding one HTTP/1.1 connection each. With https://, HTTP/2 is picked by ALPN anyway.
+    #[arg(long = "upstream-http2", env = "GATEWAY_UPSTREAM_HTTP2")]
+    pub upstream_http2: bool,
+
     /// Do not serve the built-in web page at / (gRPC-Web calls are still served).
     #[arg(long = "no-web", env = "GATEWAY_NO_WEB")]
     pub no_web: bool,
@@ -418,7 +426,7 @@ impl Cli {
             })?,
             None => Cors::Off,
         };
-        let config = Config {
+        let mut config = Config {
             listen,
             upstream,
             stream_buffer: self.stream_buffer,
@@ -475,6 +483,11 @@ impl Cli {
                 cors,
             },
         };
+        if self.upstream_http2 {
+            for upstream in config.upstreams_mut() {
+                upstream.protocol = UpstreamProtocol::Http2;
+            }
+        }
         let otlp_endpoint = non_empty(self.otlp_endpoint)
             .map(|raw| {
                 Url::parse(&raw)
@@ -643,6 +656,19 @@ mod tests {
         assert_eq!(s.config.upstream.organization.as_deref(), Some("org-1"));
         assert_eq!(s.config.upstream.project.as_deref(), Some("proj_1"));
         assert_eq!(s.config.upstream.base_url.as_str(), "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn upstream_http2_applies_to_every_upstream() {
+        let s = cli(&["--demo"]).unwrap();
+        assert_eq!(s.config.upstream.protocol, UpstreamProtocol::Negotiated);
+        let s = cli(&["--demo", "--upstream-http2"]).unwrap();
+        assert!(
+            s.config
+                .clone()
+                .upstreams_mut()
+                .all(|u| u.protocol == UpstreamProtocol::Http2)
+        );
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub struct RecordedRequest {
     pub path: String,
     /// Headers in arrival order, names lowercase.
     pub headers: Vec<(String, String)>,
+    /// The HTTP version, e.g. `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
     /// The raw request body.
     pub body: Bytes,
     /// The body parsed as JSON, if it was JSON.
@@ -617,6 +619,47 @@ impl Shared {
     }
 }
 
+/// Accepts connections until `stop` turns true, then waits for the open ones to end (response
+/// bodies end themselves at shutdown). Each connection speaks HTTP/1.1 or h2c (prior
+/// knowledge), whichever the client starts with; HTTP/2 connections take any number of
+/// concurrent streams.
+async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(None);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let tcp = match accepted {
+                    Ok((tcp, _)) => tcp,
+                    // Out of file descriptors, say: back off instead of spinning.
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut stopped => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
 impl FakeOpenAi {
     /// Binds `127.0.0.1:0` and serves in a background tokio task.
     pub async fn start() -> io::Result<FakeOpenAi> {
@@ -626,7 +669,6 @@ impl FakeOpenAi {
 
     /// Serves on an already bound listener, in a background tokio task.
     pub async fn start_on(listener: TcpListener) -> io::Result<FakeOpenAi> {
-        use axum::serve::ListenerExt as _;
         let addr = listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -635,18 +677,7 @@ impl FakeOpenAi {
             shutdown: shutdown_rx.clone(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let mut stop = shutdown_rx;
-        tokio::spawn(async move {
-            let signal = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await;
-        });
+        tokio::spawn(serve(listener, app, shutdown_rx));
         Ok(FakeOpenAi {
             addr,
             shared,
@@ -933,6 +964,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 )
             })
             .collect(),
+        version: format!("{:?}", parts.version),
         json: if body.is_empty() {
             None
         } else {

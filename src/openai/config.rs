@@ -93,6 +93,20 @@ pub struct UpstreamConfig {
     pub organization: Option<String>,
     /// Sent as `OpenAI-Project` when set (a project id, `proj_...`).
     pub project: Option<String>,
+    /// Which HTTP version the client speaks to this upstream.
+    pub protocol: UpstreamProtocol,
+}
+
+/// The HTTP version of upstream connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/2 when the TLS handshake's ALPN picks it (api.openai.com does), else HTTP/1.1 with
+    /// one connection per concurrent call (every plaintext `http://` upstream).
+    #[default]
+    Negotiated,
+    /// HTTP/2 only, without negotiation ("prior knowledge"; h2c on `http://`): calls share
+    /// connections as streams. For plaintext OpenAI-compatible servers that speak h2c.
+    Http2,
 }
 
 /// Why a base URL is unusable (the message names the offending value, never a key).
@@ -116,6 +130,7 @@ impl UpstreamConfig {
             key_owner: KeyOwner::Gateway,
             organization: None,
             project: None,
+            protocol: UpstreamProtocol::Negotiated,
         })
     }
 }

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 pub use config::{
     ApiKey, BadBaseUrl, BadKey, DEFAULT_BASE_URL, KeyOwner, RetryPolicy, Timeouts, UpstreamConfig,
+    UpstreamProtocol,
 };
 pub use error::{
     ApiError, TimeLimit, UpstreamError, UpstreamMeta, retry_after, retry_hint_in_message,
@@ -38,6 +39,9 @@ pub struct Origin {
 #[derive(Clone, Debug)]
 pub struct OpenAiClient {
     http: reqwest::Client,
+    /// The base URL, parsed once: a request's URL is this with its path extended (parsing the
+    /// whole URL per call, host and all, was a visible share of a unary call's CPU).
+    base: std::sync::Arc<reqwest::Url>,
     origin: std::sync::Arc<Origin>,
     retry: RetryPolicy,
     timeouts: Timeouts,
@@ -184,11 +188,15 @@ impl OpenAiClient {
         if let Some(connect) = timeouts.connect {
             http = http.connect_timeout(connect);
         }
+        if config.protocol == UpstreamProtocol::Http2 {
+            http = http.http2_prior_knowledge();
+        }
         let http = http
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             http,
+            base: std::sync::Arc::new(config.base_url.clone()),
             origin: std::sync::Arc::new(Origin {
                 base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
                 key: config.key_owner.clone(),
@@ -346,7 +354,8 @@ impl OpenAiClient {
         let mut cooled: Vec<usize> = Vec::new();
         loop {
             let key = match &self.pool {
-                Some(pool) => Some(pool.pick(&cooled).await),
+                // Boxed: with shared cooldowns this is a Redis round trip, a large future.
+                Some(pool) => Some(Box::pin(pool.pick(&cooled)).await),
                 None => None,
             };
             let attempt = within(
@@ -363,7 +372,7 @@ impl OpenAiClient {
             };
             self.observe(e_status(&err));
             if let (Some(pool), Some((index, _))) = (&self.pool, &key)
-                && let Some((reason, id)) = pool.report(*index, &err).await
+                && let Some((reason, id)) = Box::pin(pool.report(*index, &err)).await
             {
                 if let Some(o) = &self.observer {
                     o.key_cooled(id, reason);
@@ -402,7 +411,8 @@ impl OpenAiClient {
             Accept::EventStream => "text/event-stream",
             Accept::Any => "*/*",
         };
-        let url = format!("{}{}", self.origin.base_url, request.path);
+        let mut url = reqwest::Url::clone(&self.base);
+        url.set_path(&[self.base.path().trim_end_matches('/'), request.path].concat());
         let mut builder = self.http.request(request.method.clone(), url);
         if !request.query.is_empty() {
             builder = builder.query(request.query);
