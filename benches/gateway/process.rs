@@ -59,6 +59,17 @@ pub(crate) fn open_file_limit(pid: &str) -> (u64, u64) {
 // ------------------------------------------------------------------------------------------------
 // The gateway process.
 
+/// The default load-shedding limits (1,024 calls in flight, 256 per connection) are below what
+/// this benchmark holds open on purpose; every run but the overload one raises them.
+pub(crate) const RAISED_LIMITS: &[&str] = &[
+    "--max-in-flight",
+    "50000",
+    "--max-streams-per-connection",
+    "50000",
+    "--max-concurrent-streams",
+    "50000",
+];
+
 /// The gateway binary running as a child process; killed on drop.
 pub(crate) struct Gateway {
     pub(crate) child: Child,
@@ -69,8 +80,19 @@ pub(crate) struct Gateway {
 
 impl Gateway {
     /// Starts the gateway on a free loopback port, in front of `base_url`, with the highest
-    /// open-file limit allowed (10,000 streams are 10,000 upstream HTTP/1.1 connections).
-    pub(crate) fn spawn(base_url: &str, log: &Path) -> Result<Self, String> {
+    /// open-file limit allowed (10,000 streams are 10,000 upstream HTTP/1.1 connections), the
+    /// load-shedding limits raised, and `extra` flags.
+    pub(crate) fn spawn(base_url: &str, log: &Path, extra: &[&str]) -> Result<Self, String> {
+        Self::spawn_with(base_url, log, RAISED_LIMITS, extra)
+    }
+
+    /// The same with the load-shedding flags given (`&[]`: the gateway's defaults).
+    pub(crate) fn spawn_with(
+        base_url: &str,
+        log: &Path,
+        limits: &[&str],
+        extra: &[&str],
+    ) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
@@ -86,11 +108,8 @@ impl Gateway {
             .arg(GATEWAY_BIN)
             .args(["--listen", &addr.to_string(), "--base-url", base_url])
             .args(["--log", "warn"])
-            // The default load-shedding limits (1,024 calls in flight, 256 per connection) are
-            // below what this benchmark holds open on purpose.
-            .args(["--max-in-flight", "20000"])
-            .args(["--max-streams-per-connection", "20000"])
-            .args(["--max-concurrent-streams", "20000"])
+            .args(limits)
+            .args(extra)
             // A clean environment: no proxy settings or developer variables leak in; the key
             // travels in the environment, as the gateway's docs advise.
             .env_clear()

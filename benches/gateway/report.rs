@@ -13,6 +13,8 @@ pub(crate) enum Target {
     None,
     AtMost(f64),
     AtLeast(f64),
+    /// On gateway / direct (a rate through the gateway against the same rate direct).
+    RatioAtLeast(f64),
 }
 
 pub(crate) struct Row {
@@ -106,23 +108,28 @@ impl Report {
         unit: &str,
         target: Target,
     ) {
-        let delta = match (direct, gateway) {
-            (Some(d), Some(g)) if d > 0.0 => Some(format!("x{:.2}", g / d)),
+        let ratio = match (direct, gateway) {
+            (Some(d), Some(g)) if d > 0.0 => Some(g / d),
             _ => None,
+        };
+        let delta = ratio.map(|r| format!("x{r:.2}"));
+        let judged = match target {
+            Target::RatioAtLeast(_) => ratio,
+            _ => gateway,
         };
         self.rows.push(Row {
             label: label.into(),
             direct,
             gateway,
             delta,
-            judged: gateway,
+            judged,
             unit: unit.into(),
             target,
         });
         self.json.insert(
             key.into(),
             json!({"direct": direct, "gateway": gateway, "unit": unit,
-                   "meets_target": gateway.and_then(|g| target.met(g))}),
+                   "meets_target": judged.and_then(|v| target.met(v))}),
         );
     }
 
@@ -183,7 +190,7 @@ impl Target {
         match self {
             Target::None => None,
             Target::AtMost(t) => Some(v <= t),
-            Target::AtLeast(t) => Some(v >= t),
+            Target::AtLeast(t) | Target::RatioAtLeast(t) => Some(v >= t),
         }
     }
 
@@ -193,6 +200,7 @@ impl Target {
             Target::None => String::new(),
             Target::AtMost(t) => format!("{what}<= {} {unit}", format_num(t, unit)),
             Target::AtLeast(t) => format!("{what}>= {} {unit}", format_num(t, unit)),
+            Target::RatioAtLeast(t) => format!(">= x{t:.2} of direct"),
         }
     }
 }

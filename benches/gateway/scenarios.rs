@@ -2,8 +2,6 @@
 //! images, streams), the 10,000 slow streams, and the IO-free hot-path driver for profilers.
 
 use crate::process::{Gateway, open_file_limit};
-use crate::report::{Report, Target};
-use crate::sampling::mib;
 use crate::{API_KEY, MODEL, PROMPT, Plan};
 use std::{
     hint::black_box,
@@ -297,18 +295,65 @@ pub(crate) async fn call(
     }
 }
 
-/// `plan.slow_streams` streams held open at once, each sending its events with a pause between
-/// them; the gateway's RSS is sampled while they run, and every event must arrive. Returns what
-/// was lost, if anything (after the figures are reported).
+/// What one run of slow streams measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Slow {
+    pub(crate) streams: usize,
+    pub(crate) rss_before: u64,
+    pub(crate) peak_rss: u64,
+    pub(crate) peak_open: usize,
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+    pub(crate) cpu: Duration,
+    /// RSS samples after the last stream ended: (seconds after, bytes), until it fell under
+    /// `settled_under` or `settle_for` passed.
+    pub(crate) after: Vec<(f64, u64)>,
+    pub(crate) extra: Value,
+}
+
+impl Slow {
+    /// Peak RSS growth per stream open at the peak, KiB.
+    pub(crate) fn kib_per_stream(&self) -> f64 {
+        self.peak_rss.saturating_sub(self.rss_before) as f64 / 1024.0 / self.peak_open.max(1) as f64
+    }
+
+    /// Gateway CPU per event received, set-up of the streams included.
+    pub(crate) fn cpu_per_event(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.received.max(1) as f64
+    }
+
+    /// The last RSS sample after the streams ended (the settled value).
+    pub(crate) fn settled(&self) -> (f64, u64) {
+        self.after.last().copied().unwrap_or((0.0, self.peak_rss))
+    }
+
+    /// What was lost or failed, if anything.
+    pub(crate) fn loss(&self) -> Option<String> {
+        (self.received != self.sent || self.errors > 0).then(|| {
+            format!(
+                "{} slow streams: {} failed (first: {:?}); {} of {} events arrived",
+                self.streams, self.errors, self.first_error, self.received, self.sent
+            )
+        })
+    }
+}
+
+/// `streams` streams held open at once, each sending its events with a pause between them; the
+/// gateway's RSS is sampled while they run, and every event must arrive. After the last one
+/// ends, RSS is sampled until it falls under `settled_under` bytes or `settle_for` passes (a
+/// measurement with a bound, not a wait for a condition the run depends on).
 pub(crate) async fn slow_streams(
     plan: &Plan,
     fake: &FakeOpenAi,
     gw: &Gateway,
-    report: &mut Report,
-) -> Result<Option<String>, String> {
+    streams: usize,
+    settle: (u64, Duration),
+) -> Result<Slow, String> {
+    let (settled_under, settle_for) = settle;
     let events = fake::text_events(MODEL, &words(plan.slow_stream_words));
     let per_stream = events.len() as u64;
-    let streams = plan.slow_streams;
     for _ in 0..streams {
         fake.push(Scenario::Events {
             events: events.clone(),
@@ -410,52 +455,30 @@ pub(crate) async fn slow_streams(
     let sent = per_stream * streams as u64;
     let got = received.load(Ordering::Relaxed);
     let peak = peak_open.load(Ordering::Relaxed);
-    report.figure(
-        "slow_streams_rss",
-        &format!("gateway peak RSS, {streams} slow streams"),
-        None,
-        Some(mib(peak_rss)),
-        "MiB",
-        Target::AtMost(200.0),
-    );
-    report.figure(
-        "slow_streams_rss_per_stream",
-        &format!(
-            "  of which per open stream (from {:.1} MiB)",
-            mib(rss_before)
-        ),
-        None,
-        Some(peak_rss.saturating_sub(rss_before) as f64 / 1024.0 / peak.max(1) as f64),
-        "KiB",
-        Target::None,
-    );
-    report.figure(
-        "slow_streams_lost_events",
-        &format!("lost events ({got} of {sent} received)"),
-        None,
-        Some(sent.saturating_sub(got) as f64),
-        "events",
-        Target::AtMost(0.0),
-    );
-    report.figure(
-        "slow_streams_failed",
-        "streams that failed",
-        None,
-        Some(errors as f64),
-        "streams",
-        Target::AtMost(0.0),
-    );
-    report.figure(
-        "slow_streams_peak_open",
-        "streams open at once (peak)",
-        None,
-        Some(peak as f64),
-        "streams",
-        Target::AtLeast(streams as f64),
-    );
-    report.extra(
-        "slow_streams",
-        json!({
+    drop(clients);
+    let mut after = Vec::new();
+    let ended = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        ticker.tick().await;
+        let rss = gw.rss().0;
+        after.push((ended.elapsed().as_secs_f64(), rss));
+        if rss < settled_under || ended.elapsed() >= settle_for {
+            break;
+        }
+    }
+    Ok(Slow {
+        streams,
+        rss_before,
+        peak_rss,
+        peak_open: peak,
+        sent,
+        received: got,
+        errors,
+        first_error: first_error.clone(),
+        cpu,
+        after,
+        extra: json!({
             "streams": streams,
             "events_per_stream": per_stream,
             "delay_ms": plan.slow_delay.as_millis() as u64,
@@ -470,13 +493,7 @@ pub(crate) async fn slow_streams(
             "gateway_threads": gw.threads(),
             "gateway_open_file_limit": open_file_limit(&gw.pid.to_string()).0,
         }),
-    );
-    if got != sent || errors > 0 {
-        return Ok(Some(format!(
-            "slow streams: {errors} failed (first: {first_error:?}); {got} of {sent} events arrived"
-        )));
-    }
-    Ok(None)
+    })
 }
 
 /// About `n` words of English-like text (the fake splits it into about 1.2 deltas per word).
