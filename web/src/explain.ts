@@ -11,7 +11,7 @@ import {
 
 /** What the page shows for a failed call. */
 export interface Explained {
-  /** One line: what went wrong, in the seed's words. */
+  /** One line: what went wrong. */
   title: string;
   /** What to do about it. */
   advice: string;

@@ -1,4 +1,4 @@
-// The gateway's built-in page: the seed's Create response, Create image and Create speech
+// The gateway's built-in page: the Create response, Create image and Create speech
 // forms, calling the gateway with gRPC-Web (Connect's transport, code generated from proto/).
 // Built into web/dist/ by scripts/build-web.sh.
 
@@ -237,7 +237,7 @@ el("text-form").addEventListener("submit", (e) => {
       const event = message.event;
       switch (event.case) {
         case "outputTextDelta":
-          // The seed's aiStreamChunks + Merge: each piece is appended as it arrives.
+          // Each piece of text is appended as it arrives.
           outputText.append(event.value.delta ?? "");
           break;
         case "refusalDelta":
