@@ -7,6 +7,7 @@
 //! |-------------|---------|
 //! | [`server`]  | wiring: services, health, reflection, gRPC-Web, layers, graceful drain |
 //! | [`web`]     | the browser side of the gRPC port: the built-in page (embedded from `web/dist/`), CORS |
+//! | [`demo`]    | (cargo feature `demo`) `--demo`: starts the fake and points every upstream of the configuration at it |
 //! | [`api`]     | the gRPC layer: one file per service with each RPC's own parts (validate, build the upstream request, convert the answer); [`api::call`] is the one call path every RPC runs through (admission, profile, deadline, trace context, the ready message or the stream pump, bookkeeping) |
 //! | [`quotas`]  | per-caller and per-profile quotas (`--limits-file`): requests and tokens per minute, streams at once |
 //! | [`store`]   | state shared by replicas in Redis (`--redis-url`): quota counters, key cooldowns, ownership bindings |
@@ -20,7 +21,7 @@
 //! | [`openai`]  | the OpenAI HTTP client (reqwest) and its settings; knows JSON and HTTP, never imports tonic |
 //! | [`sse`]     | a pure WHATWG server-sent-events decoder: bytes in, events out; no IO, no JSON |
 //! | [`pb`]      | the generated protobuf types, the descriptor set (`proto/` is the contract), the services' codec |
-//! | [`demo`], [`fake`] | (cargo feature `demo`, on by default) a fake OpenAI server on loopback: the `--demo` upstream and the test double |
+//! | [`fake`]    | (cargo feature `demo`, on by default) a fake OpenAI server on loopback: the `--demo` upstream and the test double |
 
 pub mod api;
 pub mod auth;

@@ -242,3 +242,17 @@ fn the_openai_client_and_the_sse_decoder_know_no_grpc() {
         }
     }
 }
+
+#[test]
+fn the_module_map_in_lib_rs_lists_the_layers_in_order() {
+    let lib = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    let listed: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | [`"))
+        .filter_map(|l| l.split_once('`').map(|(name, _)| name))
+        .collect();
+    assert_eq!(
+        listed, LAYERS,
+        "src/lib.rs's table must list the modules in the order of LAYERS"
+    );
+}

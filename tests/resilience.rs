@@ -334,6 +334,46 @@ async fn beyond_the_in_flight_cap_calls_are_refused_at_once() {
 }
 
 #[tokio::test]
+async fn a_malformed_request_lists_its_errors_even_when_the_gateway_is_full() {
+    // Validation comes before load shedding: a caller fixing its request is told what is wrong,
+    // not to retry later.
+    let h = Harness::start_with(|c| c.limits.max_in_flight = 1).await;
+    h.fake.push(Scenario::stall_after(1));
+    let mut held = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .unwrap()
+        .into_inner();
+    held.message().await.unwrap().unwrap();
+    let mut bad = text_request("hi");
+    bad.temperature = Some(3.0);
+    let status = h
+        .responses()
+        .create_response(bad)
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields: Vec<String> = status
+        .get_error_details()
+        .bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
+    assert_eq!(fields, ["temperature"]);
+    // A valid request at the same moment is shed.
+    let status = h
+        .responses()
+        .create_response(text_request("hi"))
+        .await
+        .expect_err("shed");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    drop(held);
+}
+
+#[tokio::test]
 async fn beyond_the_per_connection_cap_calls_are_refused() {
     let h = Harness::start_with(|c| c.limits.max_streams_per_connection = 1).await;
     h.fake.push(Scenario::stall_after(1));
