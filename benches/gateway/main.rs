@@ -22,6 +22,7 @@
 //! side-by-side comparisons; `report` prints the table and writes the JSON.
 
 mod overload;
+mod peer;
 mod process;
 mod report;
 mod sampling;
@@ -69,6 +70,9 @@ pub(crate) struct Plan {
     /// `--only a,b`: run only these parts (for profiling): unary, images, throughput, ttfd,
     /// stream, streams, slow.
     pub(crate) only: Option<Vec<String>>,
+    /// `--peer-cmd CMD`: start a peer gateway with CMD and compare unary calls through it and
+    /// through this gateway (nothing else runs); see `peer.rs` and `scripts/peer-litellm.sh`.
+    pub(crate) peer_cmd: Option<String>,
     /// (concurrency, requests per side) for the unary latency runs.
     pub(crate) unary: Vec<(usize, usize)>,
     /// The same for CreateImage.
@@ -146,6 +150,7 @@ impl Plan {
         Self {
             quick: false,
             only: None,
+            peer_cmd: None,
             unary: vec![(1, 10_000), (16, 20_000), (64, 30_000)],
             images: vec![(1, 3_000), (16, 6_000), (64, 9_000)],
             rounds: 4,
@@ -178,20 +183,21 @@ impl Plan {
         Self {
             quick: true,
             only: None,
-            unary: vec![(1, 400), (16, 1_500), (64, 2_500)],
-            images: vec![(1, 150), (16, 400), (64, 600)],
+            peer_cmd: None,
+            unary: vec![(1, 200), (16, 600), (64, 1_000)],
+            images: vec![(1, 50), (16, 100), (64, 150)],
             rounds: 2,
-            unary_cap: Duration::from_secs(1),
+            unary_cap: Duration::from_millis(600),
             throughput_concurrency: 128,
             throughput_time: Duration::from_millis(800),
-            ttfd_streams: 200,
+            ttfd_streams: 150,
             ttfd_cap: Duration::from_secs(1),
             stream_cap: Duration::from_secs(5),
             long_stream_words: 2_000,
             long_stream_runs: 1,
-            many_streams: 100,
-            many_stream_words: 80,
-            curve: vec![(Upstream::Http1, 500), (Upstream::Http2, 500)],
+            many_streams: 60,
+            many_stream_words: 60,
+            curve: vec![(Upstream::Http1, 300), (Upstream::Http2, 300)],
             slow_stream_words: 6,
             slow_delay: Duration::from_millis(100),
             settle_for: Duration::ZERO,
@@ -244,6 +250,10 @@ fn main() {
         plan.only = args
             .get(i + 1)
             .map(|list| list.split(',').map(str::to_owned).collect());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--peer-cmd") {
+        plan.peer_cmd = args.get(i + 1).cloned();
+        plan.only = Some(vec!["peer".into()]);
     }
     if !plan.runs("slow") {
         plan.curve.clear();
@@ -335,10 +345,12 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
                                        "size": IMAGE_SIZE, "response_format": "b64_json"}))
             .expect("JSON"),
         ),
+        peer_url: None,
     };
 
     // Warm-up: connections, pools, lazy statics, allocator, on both sides.
-    let mut warm_ups = vec![(Op::Unary, 400)];
+    let part = Instant::now();
+    let mut warm_ups = vec![(Op::Unary, if plan.quick { 150 } else { 400 })];
     if plan.runs("images") {
         warm_ups.push((Op::Image, 50));
     }
@@ -353,6 +365,12 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
         .await?;
     }
 
+    took("warm-up", part);
+    if let Some(cmd) = &plan.peer_cmd {
+        peer_rows(&plan, cmd, &fake, &gw, &clients, &out_dir, &mut report).await?;
+    }
+
+    let part = Instant::now();
     if plan.runs("unary") {
         for &(concurrency, requests) in &plan.unary {
             let block = Block::new(plan.rounds, concurrency, requests, plan.unary_cap);
@@ -390,7 +408,9 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
             );
         }
     }
+    took("unary", part);
 
+    let part = Instant::now();
     if plan.runs("images") {
         for &(concurrency, requests) in &plan.images {
             let block = Block::new(plan.rounds, concurrency, requests, plan.unary_cap);
@@ -412,7 +432,9 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
             );
         }
     }
+    took("images", part);
 
+    let part = Instant::now();
     if plan.runs("throughput") {
         // Duration-bound: as many calls as the workers manage.
         let concurrency = plan.throughput_concurrency;
@@ -435,7 +457,9 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
             Target::None,
         );
     }
+    took("throughput", part);
 
+    let part = Instant::now();
     if plan.runs("ttfd") {
         // One stream at a time, the fake's default transcript.
         let block = Block::new(plan.rounds, 1, plan.ttfd_streams, plan.ttfd_cap);
@@ -456,7 +480,9 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
             Target::None,
         );
     }
+    took("ttfd", part);
 
+    let part = Instant::now();
     if plan.runs("stream") {
         // One long stream, as fast as the fake can send it.
         let events = fake::text_events(MODEL, &words(plan.long_stream_words));
@@ -483,7 +509,9 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
             Target::AtMost(3.0),
         );
     }
+    took("stream", part);
 
+    let part = Instant::now();
     if plan.runs("streams") {
         // Many concurrent streams, all started at once; through the gateway as it runs above
         // (HTTP/1.1 upstream), then through one speaking HTTP/2 to the fake.
@@ -539,19 +567,23 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
             );
         }
     }
+    took("streams", part);
 
     // The direct pool's idle connections would hold file descriptors in the next run.
     drop(clients);
 
     // Overload: twice the rate the gateway sustains, against its default limits.
+    let part = Instant::now();
     if plan.runs("overload") {
         overload(&plan, &fake, &out_dir, &mut report).await?;
     }
+    took("overload", part);
 
     // Many slow streams at once, each count on a fresh gateway: memory per stream, CPU per
     // event, no event lost, and whether memory comes back after the burst.
     let mut lost = None;
     for &(upstream, streams) in &plan.curve {
+        let part = Instant::now();
         let mut fresh = Gateway::spawn(
             &fake.base_url(),
             &out_dir.join(format!("gateway-slow-{}-{streams}.log", upstream.key())),
@@ -565,6 +597,10 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
         };
         let slow = slow_streams(&plan, &fake, &fresh, streams, settle).await?;
         report_slow(&mut report, upstream, &slow);
+        took(
+            &format!("{streams} slow streams, {}", upstream.label()),
+            part,
+        );
         if lost.is_none() {
             lost = slow.loss();
         }
@@ -588,7 +624,9 @@ pub(crate) async fn run(plan: Plan) -> Result<(), String> {
         Target::None,
     );
     // A quick run (CI) does not overwrite the figures of the last full run.
-    let name = if plan.quick {
+    let name = if plan.peer_cmd.is_some() {
+        "gateway-peer.json"
+    } else if plan.quick {
         "gateway-quick.json"
     } else {
         "gateway.json"
@@ -719,6 +757,7 @@ async fn overload(
         unary_body: Bytes::new(),
         stream_body: Bytes::new(),
         image_body: Bytes::new(),
+        peer_url: None,
     };
     let saturated = {
         let c = clients.clone();
@@ -819,4 +858,67 @@ async fn overload(
         ));
     }
     Ok(())
+}
+
+/// The peer comparison: unary calls at c=1 and c=16, direct against this gateway and direct
+/// against the peer, each pair in alternating rounds.
+async fn peer_rows(
+    plan: &Plan,
+    cmd: &str,
+    fake: &FakeOpenAi,
+    gw: &Gateway,
+    clients: &Clients,
+    out_dir: &Path,
+    report: &mut Report,
+) -> Result<(), String> {
+    let mut peer = peer::Peer::spawn(cmd, &fake.base_url(), &out_dir.join("peer.log"))?;
+    let clients = Clients {
+        peer_url: Some(format!("{}/responses", peer.base_url())),
+        ..clients.clone()
+    };
+    peer.wait_ready(&clients).await?;
+    compare(
+        &peer,
+        &clients,
+        Op::PeerUnary,
+        Block::new(1, 16, 400, Duration::from_secs(20)),
+        || {},
+    )
+    .await?;
+    for &(concurrency, requests) in plan.unary.iter().filter(|(c, _)| *c <= 16) {
+        let block = Block::new(plan.rounds, concurrency, requests, plan.unary_cap);
+        let ours = compare(gw, &clients, Op::Unary, block, || {}).await?;
+        let theirs = compare(&peer, &clients, Op::PeerUnary, block, || {}).await?;
+        for (who, pair) in [("gateway", &ours), ("peer", &theirs)] {
+            report.latency(
+                &format!("peer_{who}_unary_c{concurrency}"),
+                &format!("{who}: unary c={concurrency}"),
+                &pair.direct.latencies,
+                &pair.gateway.latencies,
+                None,
+            );
+            report.figure(
+                &format!("peer_{who}_unary_c{concurrency}_throughput"),
+                &format!("{who}: unary c={concurrency} throughput"),
+                Some(pair.direct.per_second(pair.direct.ok)),
+                Some(pair.gateway.per_second(pair.gateway.ok)),
+                "req/s",
+                Target::None,
+            );
+            report.figure(
+                &format!("peer_{who}_unary_c{concurrency}_cpu_per_request"),
+                &format!("{who}: CPU per request, c={concurrency}"),
+                None,
+                Some(pair.cpu_per_call()),
+                "us",
+                Target::None,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How long a part of the run took, on stderr (the table is on stdout).
+fn took(part: &str, since: Instant) {
+    eprintln!("bench: {part}: {:.1} s", since.elapsed().as_secs_f64());
 }

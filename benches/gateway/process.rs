@@ -203,6 +203,23 @@ impl Gateway {
     }
 }
 
+/// A process whose CPU time a comparison counts: the gateway, or a peer.
+pub(crate) trait CpuClock {
+    fn cpu(&self) -> Duration;
+}
+
+impl CpuClock for Gateway {
+    fn cpu(&self) -> Duration {
+        Gateway::cpu(self)
+    }
+}
+
+impl CpuClock for crate::peer::Peer {
+    fn cpu(&self) -> Duration {
+        crate::peer::Peer::cpu(self)
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         // Under a profiler (GATEWAY_BENCH_WRAP) the gateway gets SIGTERM and time to exit

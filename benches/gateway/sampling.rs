@@ -1,7 +1,7 @@
 //! Sampling: closed loops of calls, their latency and error counts, and side-by-side
 //! direct / gateway comparisons in alternating blocks.
 
-use crate::process::Gateway;
+use crate::process::CpuClock;
 use crate::scenarios::{Clients, Op, Seen, call};
 use std::{
     future::Future,
@@ -156,7 +156,7 @@ impl Pair {
 /// round, so drift hits both alike); `prepare` runs before every block (to queue the fake's
 /// scenarios). Fails if any call failed.
 pub(crate) async fn compare(
-    gw: &Gateway,
+    gw: &impl CpuClock,
     clients: &Clients,
     op: Op,
     block: Block,

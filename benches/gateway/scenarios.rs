@@ -40,6 +40,8 @@ pub(crate) struct Clients {
     pub(crate) unary_body: Bytes,
     pub(crate) stream_body: Bytes,
     pub(crate) image_body: Bytes,
+    /// `POST /v1/responses` of a peer gateway (`--peer-cmd`), if one runs.
+    pub(crate) peer_url: Option<String>,
 }
 
 impl Clients {
@@ -276,6 +278,9 @@ pub(crate) enum Op {
     Image,
     /// CreateResponse streamed to the end.
     Stream,
+    /// The non-streamed call through a peer gateway's HTTP API (the "gateway" side of a
+    /// comparison), against the same call direct.
+    PeerUnary,
 }
 
 /// One operation, straight to the fake or through the gateway (`worker` picks the connection).
@@ -292,6 +297,8 @@ pub(crate) async fn call(
         (Op::Image, true) => gateway_image(&c, worker).await,
         (Op::Stream, false) => direct_stream(&c).await,
         (Op::Stream, true) => gateway_stream(&c, worker).await,
+        (Op::PeerUnary, false) => direct_unary(&c).await,
+        (Op::PeerUnary, true) => crate::peer::peer_unary(&c).await,
     }
 }
 
