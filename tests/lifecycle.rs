@@ -4,7 +4,7 @@
 //! Every RPC and every error of the lifecycle is here: retrieve, delete, cancel, input items,
 //! resume, token counts, compaction, conversations; who may see which id (two callers, every
 //! path that names an id, with no upstream call for a refusal); ids that would leave their URL
-//! path; the transparent resume of a broken background stream at several points; and
+//! path; the transparent resume of a broken or silent background stream at several points; and
 //! `cancel_on_disconnect`.
 
 mod common;
@@ -1085,6 +1085,74 @@ async fn a_non_background_stream_is_not_resumed() {
     assert_eq!(end.code(), Code::Unavailable);
     assert_eq!(reason(&end), "UPSTREAM_CONNECTION_LOST");
     assert_eq!(h.fake.requests().len(), 1, "no resume");
+}
+
+/// The idle limit of the stall tests: far above the gaps of the fake's pacing (20 ms queued, then
+/// an event every 5 ms), so only a stall trips it.
+const IDLE: Duration = Duration::from_millis(400);
+
+#[tokio::test]
+async fn a_background_stream_silent_past_the_idle_limit_is_resumed_by_the_gateway() {
+    let h = two_callers_with(|c| c.timeouts.idle = Some(IDLE)).await;
+    let background = || {
+        by(
+            ALICE,
+            CreateResponseRequest {
+                background: Some(true),
+                ..text("a job whose connection goes silent")
+            },
+        )
+    };
+    let total = {
+        let (messages, end) = h.call(background()).await.unwrap();
+        assert!(end.is_none(), "{end:?}");
+        messages
+            .iter()
+            .filter(|m| m.sequence_number.is_some())
+            .count()
+    };
+    // Right after created, in the middle, just before completed.
+    let points = [1, total / 2, total - 1];
+    for k in points {
+        let first = h.fake.requests().len();
+        // The connection stays open and says nothing after `k` events.
+        h.fake.push(Scenario::stall_after(k));
+        let (messages, end) = h.call(background()).await.unwrap();
+        assert!(end.is_none(), "silent after {k}: {end:?}");
+        let messages: Vec<_> = messages
+            .into_iter()
+            .filter(|m| m.sequence_number.is_some())
+            .collect();
+        assert_whole_stream(&messages);
+        assert_eq!(messages.len(), total, "silent after {k}");
+        let requests = h.fake.requests();
+        let created = &requests[first];
+        let resumed = requests[first..]
+            .iter()
+            .find(|r| r.method == "GET" && r.path.contains("stream=true"))
+            .unwrap_or_else(|| panic!("silent after {k}: no resume request"));
+        assert!(
+            resumed.path.contains(&format!("starting_after={}", k - 1)),
+            "silent after {k}: {}",
+            resumed.path
+        );
+        // The gateway waited out the idle limit, then gave the silent connection up.
+        assert!(
+            resumed.received_at.duration_since(created.received_at) >= IDLE,
+            "silent after {k}: resumed before the idle limit passed"
+        );
+        tokio::time::timeout(Duration::from_secs(5), h.fake.client_gone(first))
+            .await
+            .expect("the silent connection was closed");
+    }
+    let metrics = h.scrape().await;
+    assert!(
+        metrics.contains(&format!(
+            r#"gateway_stream_resumes_total{{method="CreateResponse",outcome="resumed"}} {}"#,
+            points.len()
+        )),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
