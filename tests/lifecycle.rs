@@ -4,8 +4,8 @@
 //! Every RPC and every error of the lifecycle is here: retrieve, delete, cancel, input items,
 //! resume, token counts, compaction, conversations; who may see which id (two callers, every
 //! path that names an id, with no upstream call for a refusal); ids that would leave their URL
-//! path; the transparent resume of a broken or silent background stream at several points; and
-//! `cancel_on_disconnect`.
+//! path; the transparent resume of a broken or silent background stream at several points, and
+//! where the caller's deadline stops it; and `cancel_on_disconnect`.
 
 mod common;
 
@@ -1153,6 +1153,107 @@ async fn a_background_stream_silent_past_the_idle_limit_is_resumed_by_the_gatewa
         )),
         "{metrics}"
     );
+}
+
+/// `message` as alice's call with a `grpc-timeout` of `deadline`.
+fn by_alice_within<T>(message: T, deadline: Duration) -> Request<T> {
+    let mut request = by(ALICE, message);
+    request.set_timeout(deadline);
+    request
+}
+
+#[tokio::test]
+async fn resume_attempts_stop_before_the_callers_deadline_and_say_where_to_resume() {
+    let h = two_callers().await;
+    h.fake.push(Scenario::drop_after(2));
+    for _ in 0..3 {
+        // Each re-open: the status check succeeds, the stream drops at once.
+        h.fake.push(Scenario::Default {
+            framing: Default::default(),
+            ending: Default::default(),
+        });
+        h.fake.push(Scenario::drop_after(0));
+    }
+    // Re-opens wait 0.2 s, then 0.4 s: the second starts by about 0.65 s; a third would wait
+    // 0.8 s more, which no longer fits.
+    let deadline = Duration::from_millis(1300);
+    let started = Instant::now();
+    let stream = h
+        .responses()
+        .create_response(by_alice_within(
+            CreateResponseRequest {
+                background: Some(true),
+                ..text("a job whose upstream keeps breaking")
+            },
+            deadline,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, end) = drain(stream).await;
+    let end = end.expect("the stream ends with a status");
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert_eq!(reason(&end), "RESUME_FAILED");
+    assert!(end.message().contains("deadline"), "{}", end.message());
+    let info = end.get_error_details().error_info().unwrap().clone();
+    assert_eq!(
+        info.metadata["responseId"],
+        response_id(&messages[0]).unwrap()
+    );
+    assert_eq!(info.metadata["startingAfter"], "1");
+    assert_eq!(info.metadata["resumeAttempts"], "2");
+    // The create and two re-opens (status check, stream), all before the deadline; no third.
+    let requests = h.fake.requests();
+    assert_eq!(requests.len(), 5, "{requests:?}");
+    for r in &requests {
+        assert!(
+            r.received_at < started + deadline,
+            "{} {} after the deadline",
+            r.method,
+            r.path
+        );
+    }
+    assert!(
+        h.scrape().await.contains(
+            r#"gateway_stream_resumes_total{method="CreateResponse",outcome="gave_up"} 1"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_resume_the_callers_deadline_cuts_short_is_deadline_exceeded_and_the_last() {
+    let h = two_callers().await;
+    h.fake.push(Scenario::drop_after(2));
+    // The re-open: the status check succeeds, then the stream says nothing.
+    h.fake.push(Scenario::Default {
+        framing: Default::default(),
+        ending: Default::default(),
+    });
+    h.fake.push(Scenario::stall_after(0));
+    let stream = h
+        .responses()
+        .create_response(by_alice_within(
+            CreateResponseRequest {
+                background: Some(true),
+                ..text("a job whose upstream goes quiet")
+            },
+            Duration::from_millis(800),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // Bounded, so that a re-open that ignored the deadline fails the test instead of hanging it.
+    let (_, end) = tokio::time::timeout(Duration::from_secs(10), drain(stream))
+        .await
+        .expect("the deadline ends the stream");
+    let end = end.expect("the stream ends with a status");
+    assert_eq!(end.code(), Code::DeadlineExceeded, "{end:?}");
+    assert_eq!(reason(&end), "DEADLINE_EXCEEDED");
+    tokio::time::timeout(Duration::from_secs(5), h.fake.client_gone(2))
+        .await
+        .expect("the re-opened stream was closed at the deadline");
+    // The create and one re-open; nothing after the deadline.
+    assert_eq!(h.fake.requests().len(), 3, "{:?}", h.fake.requests());
 }
 
 #[tokio::test]
