@@ -4,8 +4,9 @@
 //! Every RPC and every error of the lifecycle is here: retrieve, delete, cancel, input items,
 //! resume, token counts, compaction, conversations; who may see which id (two callers, every
 //! path that names an id, with no upstream call for a refusal); ids that would leave their URL
-//! path; the transparent resume of a broken or silent background stream at several points, and
-//! where the caller's deadline stops it; and `cancel_on_disconnect`.
+//! path; `include[]` as OpenAI's query parameters; the transparent resume of a broken or
+//! silent background stream at several points, and where the caller's deadline stops it; and
+//! `cancel_on_disconnect`.
 
 mod common;
 
@@ -1254,6 +1255,136 @@ async fn a_resume_the_callers_deadline_cuts_short_is_deadline_exceeded_and_the_l
         .expect("the re-opened stream was closed at the deadline");
     // The create and one re-open; nothing after the deadline.
     assert_eq!(h.fake.requests().len(), 3, "{:?}", h.fake.requests());
+}
+
+/// The `include[]` values of a recorded request's query, decoded, in order. Fails if `include`
+/// went in any other form (a bare `include=`, or values joined in one parameter).
+fn included(request: &openai_grpc_gateway::fake::RecordedRequest) -> Vec<String> {
+    let url = reqwest::Url::parse(&format!("http://fake{}", request.path)).unwrap();
+    let mut values = Vec::new();
+    for (key, value) in url.query_pairs() {
+        if key.starts_with("include") {
+            assert_eq!(key, "include[]", "{}", request.path);
+            values.push(value.into_owned());
+        }
+    }
+    values
+}
+
+#[tokio::test]
+async fn include_values_reach_openai_as_repeated_bracketed_query_parameters() {
+    // openai-python's client encodes query arrays with brackets (`Querystring(array_format=
+    // "brackets")`): one `include[]=value` per value, in order.
+    let h = two_callers().await;
+    let id = create_stored(&h, ALICE, "include me").await.id.unwrap();
+    let wanted = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>();
+    let last = |h: &Harness| h.fake.requests().last().unwrap().clone();
+
+    let two = wanted(&[
+        "reasoning.encrypted_content",
+        "message.output_text.logprobs",
+    ]);
+    h.responses()
+        .get_response(by(
+            ALICE,
+            GetResponseRequest {
+                response_id: id.clone(),
+                include: two.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let sent = last(&h);
+    assert_eq!(
+        sent.path.split('?').next(),
+        Some(format!("/v1/responses/{id}").as_str())
+    );
+    assert_eq!(included(&sent), two);
+
+    let one = wanted(&["message.input_image.image_url"]);
+    h.responses()
+        .list_input_items(by(
+            ALICE,
+            ListInputItemsRequest {
+                response_id: id.clone(),
+                limit: Some(5),
+                include: one.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let sent = last(&h);
+    assert!(sent.path.contains("limit=5"), "{}", sent.path);
+    assert_eq!(included(&sent), one);
+
+    let conversation = conversations(&h)
+        .create_conversation(by(
+            ALICE,
+            CreateConversationRequest {
+                items: vec![user_message("Hello")],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversation
+        .unwrap()
+        .id
+        .unwrap();
+    let three = wanted(&[
+        "file_search_call.results",
+        "web_search_call.action.sources",
+        "code_interpreter_call.outputs",
+    ]);
+    conversations(&h)
+        .create_conversation_items(by(
+            ALICE,
+            CreateConversationItemsRequest {
+                conversation_id: conversation.clone(),
+                items: vec![user_message("Again")],
+                include: three.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let sent = last(&h);
+    assert_eq!(sent.method, "POST");
+    assert_eq!(included(&sent), three);
+    assert!(
+        sent.json.as_ref().unwrap().get("include").is_none(),
+        "include travels in the query, not the body"
+    );
+
+    let listed = conversations(&h)
+        .list_conversation_items(by(
+            ALICE,
+            ListConversationItemsRequest {
+                conversation_id: conversation.clone(),
+                include: two.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .unwrap();
+    assert_eq!(included(&last(&h)), two);
+
+    conversations(&h)
+        .get_conversation_item(by(
+            ALICE,
+            GetConversationItemRequest {
+                conversation_id: conversation,
+                item_id: listed.first_id.unwrap(),
+                include: one.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(included(&last(&h)), one);
 }
 
 #[tokio::test]
