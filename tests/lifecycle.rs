@@ -22,9 +22,9 @@ use openai_grpc_gateway::{
         CreateResponseResponse, DeleteConversationItemRequest, DeleteConversationRequest,
         DeleteResponseRequest, GetConversationItemRequest, GetConversationRequest,
         GetResponseRequest, InputItem, InputMessage, ListConversationItemsRequest,
-        ListInputItemsRequest, ResumeResponseRequest, UpdateConversationRequest,
-        conversations_service_client::ConversationsServiceClient, create_response_response::Event,
-        input_item, output_item,
+        ListInputItemsRequest, PromptCacheOptions, ResumeResponseRequest,
+        UpdateConversationRequest, conversations_service_client::ConversationsServiceClient,
+        create_response_response::Event, input_item, output_item,
     },
 };
 use tonic::{Code, Request, Status, transport::Channel};
@@ -1642,6 +1642,10 @@ async fn token_counts_and_compaction() {
             CompactResponseRequest {
                 model: "gpt-5".into(),
                 input_items: vec![user_message("a long history"), user_message("more")],
+                prompt_cache_options: Some(PromptCacheOptions {
+                    mode: Some("explicit".into()),
+                    ttl: Some("30m".into()),
+                }),
                 ..Default::default()
             },
         ))
@@ -1651,6 +1655,14 @@ async fn token_counts_and_compaction() {
     assert_eq!(compacted.object.as_deref(), Some("response.compaction"));
     assert!(!compacted.output.is_empty());
     assert!(compacted.usage.is_some());
+    let sent = h.fake.requests().last().unwrap().clone();
+    assert_eq!(sent.path, "/v1/responses/compact");
+    let body = sent.json.unwrap();
+    assert_eq!(
+        body["prompt_cache_options"],
+        serde_json::json!({"mode": "explicit", "ttl": "30m"}),
+        "{body}"
+    );
     let missing = h
         .responses()
         .compact_response(by(ALICE, CompactResponseRequest::default()))
