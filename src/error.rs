@@ -308,14 +308,15 @@ pub fn not_cancellable(err: &UpstreamError, id: &str) -> Status {
 }
 
 /// UNAVAILABLE when a background stream broke and the gateway's own attempts to resume it
-/// failed: the metadata says where to resume (`responseId`, `startingAfter`) with
-/// `ResumeResponse`.
+/// failed, or the caller's deadline leaves no time for the next one (`out_of_time`): the
+/// metadata says where to resume (`responseId`, `startingAfter`) with `ResumeResponse`.
 pub fn resume_failed(
     err: &UpstreamError,
     origin: &Origin,
     id: &str,
     starting_after: Option<i64>,
     attempts: u32,
+    out_of_time: bool,
 ) -> Status {
     let mut metadata = upstream_metadata(err);
     metadata.insert("responseId".into(), id.to_owned());
@@ -324,11 +325,18 @@ pub fn resume_failed(
     }
     metadata.insert("resumeAttempts".into(), attempts.to_string());
     let cause = upstream(err, origin);
+    let why = if out_of_time {
+        format!(
+            "the caller's deadline leaves no time for another attempt after {attempts} to resume it"
+        )
+    } else {
+        format!("{attempts} attempts to resume it failed")
+    };
     status_with_request_info(
         Code::Unavailable,
         "RESUME_FAILED",
         format!(
-            "the background stream of response {id:?} broke and {attempts} attempts to resume it failed ({}); call ResumeResponse with response_id {id:?} and the last sequence_number received",
+            "the background stream of response {id:?} broke and {why} ({}); call ResumeResponse with response_id {id:?} and the last sequence_number received",
             cause.message()
         ),
         metadata,

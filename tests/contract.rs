@@ -10,8 +10,9 @@
 //!   union it maps to ([`UNIONS`]);
 //! * a property of such a member that the variant's message has no field for (matched by JSON
 //!   key: the field name or its `(json_key)`);
-//! * a property of `CreateResponse`, `Response`, `CreateImageRequest` or `CreateSpeechRequest`
-//!   that the proto message has no field for ([`OBJECTS`]).
+//! * a property of `CreateResponse`, `Response`, `CreateImageRequest`, `CreateSpeechRequest` or
+//!   the request body of a lifecycle endpoint (`/responses/input_tokens`, `/responses/compact`,
+//!   `/conversations`) that the proto message has no field for ([`OBJECTS`]).
 //!
 //! An allow-list entry that no longer matches a gap fails too, so the list stays short and true.
 //! When OpenAI ships: refresh the snapshot (`scripts/refresh-openai-spec.py`, see the README's
@@ -49,12 +50,17 @@ const UNIONS: &[(&str, &[&str])] = &[
     ("Annotation", &["Annotation"]),
 ];
 
-/// Spec object -> the proto message that must have a field for each of its properties.
+/// Spec object (in the snapshot's `objects`, or a request body in its `schemas`) -> the proto
+/// message that must have a field for each of its properties.
 const OBJECTS: &[(&str, &str)] = &[
     ("CreateResponse", "CreateResponseRequest"),
     ("Response", "Response"),
     ("CreateImageRequest", "CreateImageRequest"),
     ("CreateSpeechRequest", "CreateSpeechRequest"),
+    ("TokenCountsBody", "CountInputTokensRequest"),
+    ("CompactResponseMethodPublicBody", "CompactResponseRequest"),
+    ("CreateConversationBody", "CreateConversationRequest"),
+    ("UpdateConversationBody", "UpdateConversationRequest"),
 ];
 
 /// What is deliberately not typed, each with its reason. A gap is named `Object.property`,
@@ -195,7 +201,10 @@ fn gaps(snapshot: &Value) -> Vec<(String, String)> {
         }
     }
     for (spec_object, proto_name) in OBJECTS {
-        let object = &snapshot["objects"][spec_object];
+        let object = match &snapshot["objects"][spec_object] {
+            Value::Null => &snapshot["schemas"][spec_object],
+            object => object,
+        };
         assert!(
             object.is_object(),
             "the snapshot has no object {spec_object}"
@@ -253,8 +262,9 @@ fn the_allow_list_stays_short_and_explained() {
 
 #[test]
 fn the_check_sees_a_member_and_a_property_the_contract_lacks() {
-    // The check itself: a spec with one made-up item type and one made-up property must fail
-    // naming both, so a broken check cannot pass silently.
+    // The check itself: a spec with one made-up item type and made-up properties (of a member,
+    // an object and a request body) must fail naming each, so a broken check cannot pass
+    // silently.
     let mut snapshot: Value = serde_json::from_str(SNAPSHOT).unwrap();
     let members = snapshot["unions"]["OutputItem"]["members"]
         .as_array_mut()
@@ -267,11 +277,14 @@ fn the_check_sees_a_member_and_a_property_the_contract_lacks() {
     members[0]["properties"]["sparkle"] = serde_json::json!({"type": "string"});
     snapshot["objects"]["CreateSpeechRequest"]["properties"]["pitch"] =
         serde_json::json!({"type": "number"});
+    snapshot["schemas"]["CompactResponseMethodPublicBody"]["properties"]["brevity"] =
+        serde_json::json!({"type": "string"});
     let names: Vec<String> = gaps(&snapshot).into_iter().map(|(n, _)| n).collect();
     for expected in [
         "OutputItem/hologram_call",
         "OutputItem/message.sparkle",
         "CreateSpeechRequest.pitch",
+        "CompactResponseMethodPublicBody.brevity",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

@@ -4,7 +4,8 @@
 //! Every RPC and every error of the lifecycle is here: retrieve, delete, cancel, input items,
 //! resume, token counts, compaction, conversations; who may see which id (two callers, every
 //! path that names an id, with no upstream call for a refusal); ids that would leave their URL
-//! path; the transparent resume of a broken background stream at several points; and
+//! path; `include[]` as OpenAI's query parameters; the transparent resume of a broken or
+//! silent background stream at several points, and where the caller's deadline stops it; and
 //! `cancel_on_disconnect`.
 
 mod common;
@@ -21,9 +22,9 @@ use openai_grpc_gateway::{
         CreateResponseResponse, DeleteConversationItemRequest, DeleteConversationRequest,
         DeleteResponseRequest, GetConversationItemRequest, GetConversationRequest,
         GetResponseRequest, InputItem, InputMessage, ListConversationItemsRequest,
-        ListInputItemsRequest, ResumeResponseRequest, UpdateConversationRequest,
-        conversations_service_client::ConversationsServiceClient, create_response_response::Event,
-        input_item, output_item,
+        ListInputItemsRequest, PromptCacheOptions, ResumeResponseRequest,
+        UpdateConversationRequest, conversations_service_client::ConversationsServiceClient,
+        create_response_response::Event, input_item, output_item,
     },
 };
 use tonic::{Code, Request, Status, transport::Channel};
@@ -1087,6 +1088,305 @@ async fn a_non_background_stream_is_not_resumed() {
     assert_eq!(h.fake.requests().len(), 1, "no resume");
 }
 
+/// The idle limit of the stall tests: far above the gaps of the fake's pacing (20 ms queued, then
+/// an event every 5 ms), so only a stall trips it.
+const IDLE: Duration = Duration::from_millis(400);
+
+#[tokio::test]
+async fn a_background_stream_silent_past_the_idle_limit_is_resumed_by_the_gateway() {
+    let h = two_callers_with(|c| c.timeouts.idle = Some(IDLE)).await;
+    let background = || {
+        by(
+            ALICE,
+            CreateResponseRequest {
+                background: Some(true),
+                ..text("a job whose connection goes silent")
+            },
+        )
+    };
+    let total = {
+        let (messages, end) = h.call(background()).await.unwrap();
+        assert!(end.is_none(), "{end:?}");
+        messages
+            .iter()
+            .filter(|m| m.sequence_number.is_some())
+            .count()
+    };
+    // Right after created, in the middle, just before completed.
+    let points = [1, total / 2, total - 1];
+    for k in points {
+        let first = h.fake.requests().len();
+        // The connection stays open and says nothing after `k` events.
+        h.fake.push(Scenario::stall_after(k));
+        let (messages, end) = h.call(background()).await.unwrap();
+        assert!(end.is_none(), "silent after {k}: {end:?}");
+        let messages: Vec<_> = messages
+            .into_iter()
+            .filter(|m| m.sequence_number.is_some())
+            .collect();
+        assert_whole_stream(&messages);
+        assert_eq!(messages.len(), total, "silent after {k}");
+        let requests = h.fake.requests();
+        let created = &requests[first];
+        let resumed = requests[first..]
+            .iter()
+            .find(|r| r.method == "GET" && r.path.contains("stream=true"))
+            .unwrap_or_else(|| panic!("silent after {k}: no resume request"));
+        assert!(
+            resumed.path.contains(&format!("starting_after={}", k - 1)),
+            "silent after {k}: {}",
+            resumed.path
+        );
+        // The gateway waited out the idle limit, then gave the silent connection up.
+        assert!(
+            resumed.received_at.duration_since(created.received_at) >= IDLE,
+            "silent after {k}: resumed before the idle limit passed"
+        );
+        tokio::time::timeout(Duration::from_secs(5), h.fake.client_gone(first))
+            .await
+            .expect("the silent connection was closed");
+    }
+    let metrics = h.scrape().await;
+    assert!(
+        metrics.contains(&format!(
+            r#"gateway_stream_resumes_total{{method="CreateResponse",outcome="resumed"}} {}"#,
+            points.len()
+        )),
+        "{metrics}"
+    );
+}
+
+/// `message` as alice's call with a `grpc-timeout` of `deadline`.
+fn by_alice_within<T>(message: T, deadline: Duration) -> Request<T> {
+    let mut request = by(ALICE, message);
+    request.set_timeout(deadline);
+    request
+}
+
+#[tokio::test]
+async fn resume_attempts_stop_before_the_callers_deadline_and_say_where_to_resume() {
+    let h = two_callers().await;
+    h.fake.push(Scenario::drop_after(2));
+    for _ in 0..3 {
+        // Each re-open: the status check succeeds, the stream drops at once.
+        h.fake.push(Scenario::Default {
+            framing: Default::default(),
+            ending: Default::default(),
+        });
+        h.fake.push(Scenario::drop_after(0));
+    }
+    // Re-opens wait 0.2 s, then 0.4 s: the second starts by about 0.65 s; a third would wait
+    // 0.8 s more, which no longer fits.
+    let deadline = Duration::from_millis(1300);
+    let started = Instant::now();
+    let stream = h
+        .responses()
+        .create_response(by_alice_within(
+            CreateResponseRequest {
+                background: Some(true),
+                ..text("a job whose upstream keeps breaking")
+            },
+            deadline,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, end) = drain(stream).await;
+    let end = end.expect("the stream ends with a status");
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert_eq!(reason(&end), "RESUME_FAILED");
+    assert!(end.message().contains("deadline"), "{}", end.message());
+    let info = end.get_error_details().error_info().unwrap().clone();
+    assert_eq!(
+        info.metadata["responseId"],
+        response_id(&messages[0]).unwrap()
+    );
+    assert_eq!(info.metadata["startingAfter"], "1");
+    assert_eq!(info.metadata["resumeAttempts"], "2");
+    // The create and two re-opens (status check, stream), all before the deadline; no third.
+    let requests = h.fake.requests();
+    assert_eq!(requests.len(), 5, "{requests:?}");
+    for r in &requests {
+        assert!(
+            r.received_at < started + deadline,
+            "{} {} after the deadline",
+            r.method,
+            r.path
+        );
+    }
+    assert!(
+        h.scrape().await.contains(
+            r#"gateway_stream_resumes_total{method="CreateResponse",outcome="gave_up"} 1"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_resume_the_callers_deadline_cuts_short_is_deadline_exceeded_and_the_last() {
+    let h = two_callers().await;
+    h.fake.push(Scenario::drop_after(2));
+    // The re-open: the status check succeeds, then the stream says nothing.
+    h.fake.push(Scenario::Default {
+        framing: Default::default(),
+        ending: Default::default(),
+    });
+    h.fake.push(Scenario::stall_after(0));
+    let stream = h
+        .responses()
+        .create_response(by_alice_within(
+            CreateResponseRequest {
+                background: Some(true),
+                ..text("a job whose upstream goes quiet")
+            },
+            Duration::from_millis(800),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // Bounded, so that a re-open that ignored the deadline fails the test instead of hanging it.
+    let (_, end) = tokio::time::timeout(Duration::from_secs(10), drain(stream))
+        .await
+        .expect("the deadline ends the stream");
+    let end = end.expect("the stream ends with a status");
+    assert_eq!(end.code(), Code::DeadlineExceeded, "{end:?}");
+    assert_eq!(reason(&end), "DEADLINE_EXCEEDED");
+    tokio::time::timeout(Duration::from_secs(5), h.fake.client_gone(2))
+        .await
+        .expect("the re-opened stream was closed at the deadline");
+    // The create and one re-open; nothing after the deadline.
+    assert_eq!(h.fake.requests().len(), 3, "{:?}", h.fake.requests());
+}
+
+/// The `include[]` values of a recorded request's query, decoded, in order. Fails if `include`
+/// went in any other form (a bare `include=`, or values joined in one parameter).
+fn included(request: &openai_grpc_gateway::fake::RecordedRequest) -> Vec<String> {
+    let url = reqwest::Url::parse(&format!("http://fake{}", request.path)).unwrap();
+    let mut values = Vec::new();
+    for (key, value) in url.query_pairs() {
+        if key.starts_with("include") {
+            assert_eq!(key, "include[]", "{}", request.path);
+            values.push(value.into_owned());
+        }
+    }
+    values
+}
+
+#[tokio::test]
+async fn include_values_reach_openai_as_repeated_bracketed_query_parameters() {
+    // openai-python's client encodes query arrays with brackets (`Querystring(array_format=
+    // "brackets")`): one `include[]=value` per value, in order.
+    let h = two_callers().await;
+    let id = create_stored(&h, ALICE, "include me").await.id.unwrap();
+    let wanted = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>();
+    let last = |h: &Harness| h.fake.requests().last().unwrap().clone();
+
+    let two = wanted(&[
+        "reasoning.encrypted_content",
+        "message.output_text.logprobs",
+    ]);
+    h.responses()
+        .get_response(by(
+            ALICE,
+            GetResponseRequest {
+                response_id: id.clone(),
+                include: two.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let sent = last(&h);
+    assert_eq!(
+        sent.path.split('?').next(),
+        Some(format!("/v1/responses/{id}").as_str())
+    );
+    assert_eq!(included(&sent), two);
+
+    let one = wanted(&["message.input_image.image_url"]);
+    h.responses()
+        .list_input_items(by(
+            ALICE,
+            ListInputItemsRequest {
+                response_id: id.clone(),
+                limit: Some(5),
+                include: one.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let sent = last(&h);
+    assert!(sent.path.contains("limit=5"), "{}", sent.path);
+    assert_eq!(included(&sent), one);
+
+    let conversation = conversations(&h)
+        .create_conversation(by(
+            ALICE,
+            CreateConversationRequest {
+                items: vec![user_message("Hello")],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversation
+        .unwrap()
+        .id
+        .unwrap();
+    let three = wanted(&[
+        "file_search_call.results",
+        "web_search_call.action.sources",
+        "code_interpreter_call.outputs",
+    ]);
+    conversations(&h)
+        .create_conversation_items(by(
+            ALICE,
+            CreateConversationItemsRequest {
+                conversation_id: conversation.clone(),
+                items: vec![user_message("Again")],
+                include: three.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let sent = last(&h);
+    assert_eq!(sent.method, "POST");
+    assert_eq!(included(&sent), three);
+    assert!(
+        sent.json.as_ref().unwrap().get("include").is_none(),
+        "include travels in the query, not the body"
+    );
+
+    let listed = conversations(&h)
+        .list_conversation_items(by(
+            ALICE,
+            ListConversationItemsRequest {
+                conversation_id: conversation.clone(),
+                include: two.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .unwrap();
+    assert_eq!(included(&last(&h)), two);
+
+    conversations(&h)
+        .get_conversation_item(by(
+            ALICE,
+            GetConversationItemRequest {
+                conversation_id: conversation,
+                item_id: listed.first_id.unwrap(),
+                include: one.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(included(&last(&h)), one);
+}
+
 #[tokio::test]
 async fn cancel_on_disconnect_cancels_the_background_job_within_100_ms() {
     let h = two_callers().await;
@@ -1342,6 +1642,10 @@ async fn token_counts_and_compaction() {
             CompactResponseRequest {
                 model: "gpt-5".into(),
                 input_items: vec![user_message("a long history"), user_message("more")],
+                prompt_cache_options: Some(PromptCacheOptions {
+                    mode: Some("explicit".into()),
+                    ttl: Some("30m".into()),
+                }),
                 ..Default::default()
             },
         ))
@@ -1351,6 +1655,14 @@ async fn token_counts_and_compaction() {
     assert_eq!(compacted.object.as_deref(), Some("response.compaction"));
     assert!(!compacted.output.is_empty());
     assert!(compacted.usage.is_some());
+    let sent = h.fake.requests().last().unwrap().clone();
+    assert_eq!(sent.path, "/v1/responses/compact");
+    let body = sent.json.unwrap();
+    assert_eq!(
+        body["prompt_cache_options"],
+        serde_json::json!({"mode": "explicit", "ttl": "30m"}),
+        "{body}"
+    );
     let missing = h
         .responses()
         .compact_response(by(ALICE, CompactResponseRequest::default()))

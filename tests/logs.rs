@@ -1,6 +1,7 @@
 //! Log output, captured at trace level by one process-wide subscriber (a thread-local one
 //! races with tracing's callsite cache when tests run in parallel): the per-RPC JSON line with
-//! its fields, W3C trace context continued upstream, and no secret in any line or error.
+//! its fields, W3C trace context continued upstream, no secret in any line or error, and the
+//! start-up warning that caller bindings live in memory only.
 
 mod common;
 
@@ -12,8 +13,11 @@ use std::{
 use common::{Harness, TEST_KEY, drain, text_request, with_metadata};
 use openai_grpc_gateway::{
     auth::parse_tokens,
+    config::{Config, Drain, RedisUrl},
     fake::{self, Scenario},
+    openai::{ApiKey, UpstreamConfig},
 };
+use tracing::Instrument as _;
 
 const SVC_TOKEN: &str = "svc-token-0123456789abcdef";
 
@@ -237,4 +241,86 @@ async fn no_secret_appears_in_logs_or_errors_at_trace_level() {
         assert!(!errors.contains(secret), "{secret} appears in an error");
         assert!(!scraped.contains(secret), "{secret} appears in the metrics");
     }
+}
+
+/// Starts a gateway configured by `tweak` and stops it at once, inside a span naming `case`:
+/// the JSON lines it logged meanwhile (the span tells them from the lines of tests running in
+/// parallel).
+async fn startup_lines(case: &str, tweak: impl FnOnce(&mut Config)) -> Vec<serde_json::Value> {
+    logs();
+    // Nothing is called upstream: the gateway only starts and stops.
+    let mut upstream = UpstreamConfig::new("http://127.0.0.1:9/v1").unwrap();
+    upstream.api_key = Some(ApiKey::new(TEST_KEY).unwrap());
+    let mut config = Config::new(upstream);
+    config.drain = Drain {
+        delay: std::time::Duration::ZERO,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    tweak(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    openai_grpc_gateway::server::run_with_metrics(listener, None, config, std::future::ready(()))
+        .instrument(tracing::info_span!("startup", case))
+        .await
+        .expect("the gateway starts and stops");
+    text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| {
+            v["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|s| s["case"] == case))
+        })
+        .collect()
+}
+
+/// The start-up lines that say caller bindings do not survive a restart.
+fn restart_warnings(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    lines
+        .iter()
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("do not survive a restart"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn with_auth_and_no_shared_store_start_up_says_bindings_do_not_survive_a_restart() {
+    let tokens = format!("svc={SVC_TOKEN}");
+    let lines = startup_lines("auth-in-memory", |c| {
+        c.auth.tokens = parse_tokens(&tokens, "test").unwrap();
+    })
+    .await;
+    assert!(!lines.is_empty(), "the start-up was captured");
+    let warnings = restart_warnings(&lines);
+    assert_eq!(warnings.len(), 1, "{lines:#?}");
+    assert_eq!(warnings[0]["level"], "WARN");
+    assert!(
+        warnings[0]["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--redis-url"),
+        "the warning names the fix: {}",
+        warnings[0]
+    );
+
+    // Without caller auth there is one caller and nothing to isolate; with Redis the bindings
+    // are shared and outlive a restart. Neither warns.
+    let lines = startup_lines("no-auth", |_| {}).await;
+    assert!(!lines.is_empty(), "the start-up was captured");
+    assert!(restart_warnings(&lines).is_empty(), "{lines:#?}");
+    let lines = startup_lines("auth-redis", |c| {
+        c.auth.tokens = parse_tokens(&tokens, "test").unwrap();
+        // Connected lazily: nothing listens there, and nothing is stored during this start.
+        c.shared.redis = Some(RedisUrl::new("redis://127.0.0.1:9").unwrap());
+    })
+    .await;
+    assert!(restart_warnings(&lines).is_empty(), "{lines:#?}");
+    assert!(
+        lines.iter().any(|v| v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("through Redis"))),
+        "{lines:#?}"
+    );
 }

@@ -541,7 +541,14 @@ impl Events {
             return Some(Step::Fail(e.into()));
         }
         let id = self.resume.response_id.clone().unwrap_or_default();
-        if self.attempts >= RESUME_ATTEMPTS {
+        let delay = RESUME_BACKOFF * 2u32.pow(self.attempts);
+        // No attempt starts that the caller's deadline would cut short: the caller is told
+        // where to resume while it is still listening.
+        let out_of_time = self
+            .upstream
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() + delay >= d);
+        if self.attempts >= RESUME_ATTEMPTS || out_of_time {
             self.upstream
                 .metrics
                 .stream_resume(self.resume.method, false);
@@ -551,15 +558,8 @@ impl Events {
                 &id,
                 self.resume.last_seq,
                 self.attempts,
+                out_of_time && self.attempts < RESUME_ATTEMPTS,
             ))));
-        }
-        let delay = RESUME_BACKOFF * 2u32.pow(self.attempts);
-        if self
-            .upstream
-            .deadline
-            .is_some_and(|d| tokio::time::Instant::now() + delay >= d)
-        {
-            return Some(Step::Fail(e.into()));
         }
         self.attempts += 1;
         tracing::info!(response_id = %id, attempt = self.attempts, error = %e, "resuming a broken background stream");
