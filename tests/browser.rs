@@ -320,6 +320,23 @@ async fn a_person_streams_text_sees_errors_cancels_and_gets_images_and_speech() 
         "{notes}"
     );
 
+    // A refusal instead of text (the demo upstream refuses a prompt that asks it to): shown as
+    // a refusal, with the model's words, and nothing else, streamed or not.
+    for stream in [true, false] {
+        let result = browser
+            .step(
+                json!({"op": "text", "input": "Please refuse this request.", "stream": stream,
+                         "screenshot": format!("refusal-stream-{stream}")}),
+            )
+            .await;
+        assert_eq!(result["state"], "done", "{result}");
+        assert_eq!(result["text"], "", "{result}");
+        assert_eq!(
+            result["notes"], "Refusal\nI'm sorry, but I can't help with that.",
+            "{result}"
+        );
+    }
+
     // Cancel: the stream stops and the upstream request is closed at once.
     let before = h.fake.requests().len();
     h.fake.push(Scenario::slow(Duration::from_millis(250)));

@@ -161,6 +161,90 @@ async fn tokens_are_counted_from_usage_failed_responses_included() {
 }
 
 #[tokio::test]
+async fn a_cancelled_response_is_charged_the_tokens_its_cancel_reports() {
+    // A background job cancelled mid-run has spent tokens. The fake's own cancel reports no
+    // usage (src/fake/store.rs, `response_at`), so this cancel gets the answer OpenAI gives
+    // when it does report them: the Response, `cancelled`, with its usage (80 + 40 tokens,
+    // over a limit of 100). Only that charge can put alice in debt: her other call reports no
+    // usage yet (a queued background job).
+    let h = with_limits(r#"{"default":{"tokens_per_minute":100}}"#).await;
+    h.fake
+        .set_background_pacing(Duration::from_secs(60), Duration::from_secs(1));
+    let auth = [("authorization", format!("Bearer {ALICE}"))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (messages, end) = h
+        .call(with_metadata(
+            openai_grpc_gateway::pb::CreateResponseRequest {
+                background: Some(true),
+                stream: Some(false),
+                ..text_request("a long job")
+            },
+            &auth,
+        ))
+        .await
+        .unwrap();
+    assert!(end.is_none(), "{end:?}");
+    let Some(openai_grpc_gateway::pb::create_response_response::Event::Queued(queued)) =
+        &messages[0].event
+    else {
+        panic!("{messages:?}")
+    };
+    let id = queued.response.as_ref().unwrap().id.clone().unwrap();
+    let answer = serde_json::json!({
+        "id": id,
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "status": "cancelled",
+        "model": "gpt-4.1",
+        "output": [],
+        "usage": {
+            "input_tokens": 80,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 40,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 120,
+        },
+    });
+    h.fake.push(Scenario::Body {
+        status: 200,
+        content_type: "application/json".into(),
+        chunks: vec![answer.to_string().into()],
+        delay: None,
+        headers: vec![],
+    });
+    let cancelled = h
+        .responses()
+        .cancel_response(with_metadata(
+            openai_grpc_gateway::pb::CancelResponseRequest {
+                response_id: id.clone(),
+            },
+            &auth,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert_eq!(cancelled.status.as_deref(), Some("cancelled"));
+    let sent = h.fake.requests().last().unwrap().clone();
+    assert_eq!(sent.path, format!("/v1/responses/{id}/cancel"));
+    let metrics = h.scrape().await;
+    assert!(
+        metrics.contains(
+            r#"gateway_quota_usage{subject="caller:alice",limit="tokens_per_minute"} 120"#
+        ),
+        "{metrics}"
+    );
+    let refused = call(&h, ALICE).await.unwrap_err();
+    assert_eq!(reason(&refused), "QUOTA_EXCEEDED");
+    assert_eq!(
+        quota_violation(&refused),
+        ("caller:alice".into(), "tokens_per_minute: 100".into())
+    );
+    call(&h, BOB).await.expect("bob's tokens are his own");
+}
+
+#[tokio::test]
 async fn concurrent_streams_are_leased_for_the_life_of_a_stream() {
     let h = with_limits(r#"{"default":{"concurrent_streams":1}}"#).await;
     h.fake.push(Scenario::slow(Duration::from_millis(200)));

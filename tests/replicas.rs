@@ -523,6 +523,54 @@ async fn a_response_is_its_callers_on_every_replica_and_nobody_elses() {
 }
 
 #[tokio::test]
+async fn with_a_key_prefix_every_key_the_gateway_writes_starts_with_it() {
+    // Every kind of key at once: request and token counters, a stream lease (the dump is taken
+    // while the stream is open), a key cooldown (KEY_ONE is rate limited; the pool takes its
+    // keys in turn, so one of two calls tries it) and a response binding.
+    const PREFIX: &str = "team-b:gw:";
+    let (fake, redis, dir) = deployment(
+        r#"{"default":{"requests_per_minute":100,"tokens_per_minute":100000,"concurrent_streams":5}}"#,
+    )
+    .await;
+    fake.refuse_key(KEY_ONE, Scenario::rate_limited(60));
+    let a = Replica::start(&redis, dir.path(), &["--redis-key-prefix", PREFIX]);
+    a.call(ALICE).await.unwrap();
+    a.call(ALICE).await.unwrap();
+    fake.push(Scenario::slow(Duration::from_millis(100)));
+    let mut open = a
+        .client()
+        .create_response(with_metadata(
+            text_request("slow"),
+            &[("authorization", &format!("Bearer {ALICE}"))],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    open.message().await.unwrap().unwrap();
+    let dump = redis.dump().await;
+    drain(open).await;
+
+    let keys: Vec<&str> = dump.iter().map(|(k, _)| k.as_str()).collect();
+    for key in &keys {
+        assert!(key.starts_with(PREFIX), "{key} lacks the prefix: {keys:?}");
+        assert!(!key.starts_with("openai-gateway:"), "{key}");
+    }
+    for kind in [
+        "quota:caller:alice:requests_per_minute",
+        "quota:caller:alice:tokens_per_minute",
+        "quota:caller:alice:concurrent_streams",
+        "cooldown:",
+        "owner:response:",
+    ] {
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with(&format!("{PREFIX}{kind}"))),
+            "no {kind} key: {keys:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn when_redis_stops_calls_fail_open_or_closed_and_limits_return_with_it() {
     let (_fake, mut redis, dir) = deployment(r#"{"default":{"requests_per_minute":2}}"#).await;
     let open = Replica::start(&redis, dir.path(), &[]);

@@ -301,12 +301,19 @@ impl Rpc for CancelResponse {
         };
         let (headers, body, meta) = upstream.answer_about(answer, Kind::Response, id).await?;
         let response = convert::stored(&body, &meta)?;
+        // A job cancelled mid-run has spent tokens: where OpenAI's answer reports them, they
+        // count against the caller's tokens_per_minute (this answer is where the gateway sees
+        // the job end). A finished job comes back unchanged and is not charged here. OpenAI
+        // answers a repeated cancel the same way, so each one charges the usage again.
+        let usage = (response.status.as_deref() == Some("cancelled"))
+            .then(|| convert::response_usage(&response))
+            .flatten();
         Ok(Opened::ready(
             headers,
             vec![CancelResponseResponse {
                 response: Some(response),
             }],
-            None,
+            usage,
         ))
     }
 }

@@ -197,10 +197,14 @@ pub fn non_streamed(body: &[u8], meta: &UpstreamMeta) -> Result<Event, UpstreamE
 /// (`completed`, `incomplete`, `failed`).
 pub fn usage(message: &pb::CreateResponseResponse) -> Option<Usage> {
     use pb::create_response_response::Event as E;
-    let response = match message.event.as_ref()? {
-        E::Completed(e) | E::Incomplete(e) | E::Failed(e) => e.response.as_ref()?,
-        _ => return None,
-    };
+    match message.event.as_ref()? {
+        E::Completed(e) | E::Incomplete(e) | E::Failed(e) => response_usage(e.response.as_ref()?),
+        _ => None,
+    }
+}
+
+/// The model and token usage of a Response, if it reports usage.
+pub fn response_usage(response: &pb::Response) -> Option<Usage> {
     let usage = response.usage.as_ref()?;
     Some(Usage {
         model: response.model.clone().unwrap_or_default(),

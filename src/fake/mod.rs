@@ -5,10 +5,11 @@
 //! * [`FakeOpenAi::start`] binds `127.0.0.1:0` and serves HTTP/1.1 (and h2c) in a background
 //!   task; dropping the handle stops it (in-flight bodies are aborted).
 //! * Without queued scenarios every route behaves realistically: `POST /v1/responses` (JSON or
-//!   SSE, text / tool call / reasoning transcripts), `POST /v1/images/generations` (real PNGs),
-//!   `POST /v1/audio/speech` (a real WAV sine tone, or SSE), and the Responses lifecycle and
-//!   Conversations routes below; anything else is a 404 with OpenAI's error body. Every
-//!   response carries OpenAI's headers (`x-request-id`, `openai-*`, `x-ratelimit-*`).
+//!   SSE, text / tool call / refusal / reasoning transcripts; a prompt asking to be refused gets
+//!   a refusal), `POST /v1/images/generations` (real PNGs), `POST /v1/audio/speech` (a real WAV
+//!   sine tone, or SSE), and the Responses lifecycle and Conversations routes below; anything
+//!   else is a 404 with OpenAI's error body. Every response carries OpenAI's headers
+//!   (`x-request-id`, `openai-*`, `x-ratelimit-*`).
 //! * [`FakeOpenAi::push`] queues a [`Scenario`] (error, raw bytes, custom events, odd framing,
 //!   dropped or stalled connections); each request takes the next one.
 //! * Every request is recorded ([`FakeOpenAi::requests`]), and every response body is tracked:
@@ -62,7 +63,7 @@ pub mod transcripts;
 pub use items::{every_item_events, every_output_item_type};
 pub use transcripts::{
     error_body, error_event, every_event_type, failed_events, incomplete_events, reasoning_events,
-    split_json, split_text, text_events, tool_call_events,
+    refusal_events, split_json, split_text, text_events, tool_call_events,
 };
 
 use std::collections::VecDeque;

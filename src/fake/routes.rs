@@ -452,6 +452,16 @@ fn responses(req: &RecordedRequest, shared: &Shared) -> Result<Reply, Reply> {
             name: name.to_string(),
             arguments: arguments.to_string(),
         });
+    } else if function_output.is_none()
+        && user_text
+            .as_deref()
+            .is_some_and(|t| t.to_lowercase().contains("refuse"))
+    {
+        // A prompt asking for a refusal gets one: a message whose only part is a `refusal`, so
+        // a demo user can see a response with no text.
+        items.push(Item::Refusal {
+            text: "I'm sorry, but I can't help with that.".into(),
+        });
     } else {
         let mut text = if let Some(output) = &function_output {
             format!(

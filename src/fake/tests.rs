@@ -199,6 +199,36 @@ async fn non_stream_returns_the_response_object() {
 }
 
 #[tokio::test]
+async fn a_prompt_asking_for_a_refusal_gets_one() {
+    let fake = FakeOpenAi::start().await.unwrap();
+    let resp = post(
+        &fake,
+        "/responses",
+        json!({"model": "gpt-4.1-mini", "input": "Please refuse this request.", "stream": true}),
+    )
+    .await;
+    let events = events_of(&resp.bytes().await.unwrap());
+    assert_stream_shape(&events, "response.completed");
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.refusal.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, "I'm sorry, but I can't help with that.");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["type"] != "response.output_text.delta")
+    );
+    let item = &events.last().unwrap()["response"]["output"][0];
+    assert_eq!(item["type"], "message");
+    assert_eq!(
+        item["content"],
+        json!([{"type": "refusal", "refusal": "I'm sorry, but I can't help with that."}])
+    );
+}
+
+#[tokio::test]
 async fn tool_call_then_tool_output() {
     let fake = FakeOpenAi::start().await.unwrap();
     let tools = json!([{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}}]);

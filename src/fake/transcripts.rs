@@ -303,6 +303,8 @@ pub(crate) enum Item {
     Reasoning { summary: String, show: bool },
     /// An assistant message with one `output_text` part.
     Message { text: String },
+    /// An assistant message with one `refusal` part (no text): the model declined.
+    Refusal { text: String },
     /// A function call.
     FunctionCall { name: String, arguments: String },
 }
@@ -431,6 +433,48 @@ pub(crate) fn transcript(plan: Plan, items: Vec<Item>) -> Vec<Value> {
                 );
                 let part =
                     json!({"type": "output_text", "annotations": [], "logprobs": [], "text": sent});
+                e.emit(
+                    "response.content_part.done",
+                    json!({"item_id": id, "output_index": oi, "content_index": 0, "part": part}),
+                );
+                let status = if truncated { "incomplete" } else { "completed" };
+                let item = json!({"id": id, "type": "message", "status": status, "content": [part], "role": "assistant"});
+                e.emit(
+                    "response.output_item.done",
+                    json!({"output_index": oi, "item": item}),
+                );
+                output.push(item);
+            }
+            Item::Refusal { text } => {
+                let id = format!("msg_{}", random_hex(48));
+                e.emit(
+                    "response.output_item.added",
+                    json!({"output_index": oi, "item": {"id": id, "type": "message", "status": "in_progress", "content": [], "role": "assistant"}}),
+                );
+                e.emit(
+                    "response.content_part.added",
+                    json!({"item_id": id, "output_index": oi, "content_index": 0, "part": {"type": "refusal", "refusal": ""}}),
+                );
+                let pieces = split_text(&text);
+                let mut sent = String::new();
+                for (k, piece) in pieces.iter().enumerate() {
+                    if budget == 0 {
+                        truncated = k < pieces.len();
+                        break;
+                    }
+                    budget -= 1;
+                    out_tokens += 1;
+                    sent.push_str(piece);
+                    e.delta(
+                        "response.refusal.delta",
+                        json!({"item_id": id, "output_index": oi, "content_index": 0, "delta": piece}),
+                    );
+                }
+                e.emit(
+                    "response.refusal.done",
+                    json!({"item_id": id, "output_index": oi, "content_index": 0, "refusal": sent}),
+                );
+                let part = json!({"type": "refusal", "refusal": sent});
                 e.emit(
                     "response.content_part.done",
                     json!({"item_id": id, "output_index": oi, "content_index": 0, "part": part}),
@@ -623,6 +667,19 @@ pub fn tool_call_events(model: &str, name: &str, arguments_json: &str) -> Vec<Va
         vec![Item::FunctionCall {
             name: name.into(),
             arguments: arguments_json.into(),
+        }],
+    )
+}
+
+/// A refusal instead of an answer: one assistant message whose only content part is a
+/// `refusal` (its deltas are [`split_text`] pieces of `refusal`, as `response.refusal.delta`),
+/// then `response.completed` with an empty `output_text`.
+pub fn refusal_events(model: &str, refusal: &str) -> Vec<Value> {
+    let request = json!({ "model": model });
+    transcript(
+        Plan::for_request(&request),
+        vec![Item::Refusal {
+            text: refusal.into(),
         }],
     )
 }
@@ -1127,6 +1184,19 @@ mod tests {
         assert_eq!(
             inc.last().unwrap()["response"]["incomplete_details"]["reason"],
             "max_output_tokens"
+        );
+        let refusal = refusal_events("gpt-4.1-mini", "I can't help with that.");
+        assert_well_formed(&refusal, "response.completed");
+        let deltas: String = refusal
+            .iter()
+            .filter(|e| e["type"] == "response.refusal.delta")
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas, "I can't help with that.");
+        let content = &refusal.last().unwrap()["response"]["output"][0]["content"];
+        assert_eq!(
+            content,
+            &json!([{"type": "refusal", "refusal": "I can't help with that."}])
         );
         let failed = failed_events("gpt-4.1-mini");
         assert_well_formed(&failed, "response.failed");

@@ -172,10 +172,12 @@ function note(title: string, body: string) {
   outputNotes.append(box);
 }
 
-/** Shows what a finished response holds besides text: tool calls, refusals, a cut-off. */
-function showNonText(response: ModelResponse | undefined, hadText: boolean) {
+/**
+ * Shows what a finished response holds besides text: tool calls, refusals, a cut-off.
+ * `explained`: a note already says why there is no text (a refusal shown as it streamed).
+ */
+function showNonText(response: ModelResponse | undefined, hadText: boolean, explained = false) {
   if (!response) return;
-  let explained = false;
   for (const item of response.output) {
     const it = item.item;
     if (it.case === "functionCall") {
@@ -262,7 +264,7 @@ el("text-form").addEventListener("submit", (e) => {
       // Already shown as it streamed.
       response = response && { ...response, output: response.output.filter((i) => i.item.case !== "message") };
     }
-    showNonText(response, (outputText.textContent ?? "") !== "");
+    showNonText(response, (outputText.textContent ?? "") !== "", refusal !== undefined);
     const usage = response?.usage;
     const tokens = usage ? ` · ${usage.inputTokens ?? 0} in / ${usage.outputTokens ?? 0} out tokens` : "";
     return `Done${tokens}${describeHeaders(headers)}`;
