@@ -7,7 +7,7 @@
 //! that the started process is the one whose CPU time is read (its child processes are counted
 //! too).
 
-use crate::process::clock_ticks;
+use crate::process::{clock_ticks, cpu_ticks};
 use crate::scenarios::{Clients, Seen};
 use crate::{MODEL, PROMPT};
 use std::{
@@ -82,17 +82,7 @@ impl Peer {
 
     /// User + system CPU time of the peer and every process under it.
     pub(crate) fn cpu(&self) -> Duration {
-        let mut ticks = 0;
-        for pid in tree(self.pid) {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let fields: Vec<u64> = rest
-                .split_whitespace()
-                .skip(1)
-                .map(|f| f.parse().unwrap_or(0))
-                .collect();
-            ticks += fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
-        }
+        let ticks: u64 = tree(self.pid).into_iter().map(cpu_ticks).sum();
         Duration::from_nanos(ticks * 1_000_000_000 / self.clock_ticks.max(1))
     }
 }
