@@ -115,6 +115,9 @@ impl Gateway {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("OPENAI_API_KEY", API_KEY)
+            // As the Dockerfile and the Deployment set it (BENCHMARKS.md, "Allocator and
+            // runtime").
+            .env("MIMALLOC_PURGE_DELAY", "0")
             .env("GATEWAY_BENCH_WRAP", &wrap)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
