@@ -367,6 +367,31 @@ impl Emitter {
     }
 }
 
+/// Sends `pieces` as `ty` deltas (`fields` gives each one's fields) while the output-token budget
+/// lasts, one token per piece, counting them in `tokens` (budget left, output tokens, truncated);
+/// returns the text sent. `truncated` is set when the budget ran out before the last piece.
+fn deltas(
+    e: &mut Emitter,
+    ty: &str,
+    pieces: &[String],
+    tokens: (&mut u64, &mut u64, &mut bool),
+    fields: impl Fn(&str) -> Value,
+) -> String {
+    let (budget, out_tokens, truncated) = tokens;
+    let mut sent = String::new();
+    for (k, piece) in pieces.iter().enumerate() {
+        if *budget == 0 {
+            *truncated = k < pieces.len();
+            break;
+        }
+        *budget -= 1;
+        *out_tokens += 1;
+        sent.push_str(piece);
+        e.delta(ty, fields(piece));
+    }
+    sent
+}
+
 fn usage(input: u64, output: u64, reasoning: u64) -> Value {
     json!({
         "input_tokens": input,
@@ -413,20 +438,13 @@ pub(crate) fn transcript(plan: Plan, items: Vec<Item>) -> Vec<Value> {
                     json!({"item_id": id, "output_index": oi, "content_index": 0, "part": empty}),
                 );
                 let pieces = split_text(&text);
-                let mut sent = String::new();
-                for (k, piece) in pieces.iter().enumerate() {
-                    if budget == 0 {
-                        truncated = k < pieces.len();
-                        break;
-                    }
-                    budget -= 1;
-                    out_tokens += 1;
-                    sent.push_str(piece);
-                    e.delta(
-                        "response.output_text.delta",
-                        json!({"item_id": id, "output_index": oi, "content_index": 0, "delta": piece, "logprobs": []}),
-                    );
-                }
+                let sent = deltas(
+                    &mut e,
+                    "response.output_text.delta",
+                    &pieces,
+                    (&mut budget, &mut out_tokens, &mut truncated),
+                    |piece| json!({"item_id": id, "output_index": oi, "content_index": 0, "delta": piece, "logprobs": []}),
+                );
                 e.emit(
                     "response.output_text.done",
                     json!({"item_id": id, "output_index": oi, "content_index": 0, "text": sent, "logprobs": []}),
@@ -456,20 +474,13 @@ pub(crate) fn transcript(plan: Plan, items: Vec<Item>) -> Vec<Value> {
                     json!({"item_id": id, "output_index": oi, "content_index": 0, "part": {"type": "refusal", "refusal": ""}}),
                 );
                 let pieces = split_text(&text);
-                let mut sent = String::new();
-                for (k, piece) in pieces.iter().enumerate() {
-                    if budget == 0 {
-                        truncated = k < pieces.len();
-                        break;
-                    }
-                    budget -= 1;
-                    out_tokens += 1;
-                    sent.push_str(piece);
-                    e.delta(
-                        "response.refusal.delta",
-                        json!({"item_id": id, "output_index": oi, "content_index": 0, "delta": piece}),
-                    );
-                }
+                let sent = deltas(
+                    &mut e,
+                    "response.refusal.delta",
+                    &pieces,
+                    (&mut budget, &mut out_tokens, &mut truncated),
+                    |piece| json!({"item_id": id, "output_index": oi, "content_index": 0, "delta": piece}),
+                );
                 e.emit(
                     "response.refusal.done",
                     json!({"item_id": id, "output_index": oi, "content_index": 0, "refusal": sent}),
@@ -495,20 +506,13 @@ pub(crate) fn transcript(plan: Plan, items: Vec<Item>) -> Vec<Value> {
                     json!({"output_index": oi, "item": {"id": id, "type": "function_call", "status": "in_progress", "arguments": "", "call_id": call_id, "name": name}}),
                 );
                 let pieces = split_json(&arguments);
-                let mut sent = String::new();
-                for (k, piece) in pieces.iter().enumerate() {
-                    if budget == 0 {
-                        truncated = k < pieces.len();
-                        break;
-                    }
-                    budget -= 1;
-                    out_tokens += 1;
-                    sent.push_str(piece);
-                    e.delta(
-                        "response.function_call_arguments.delta",
-                        json!({"item_id": id, "output_index": oi, "delta": piece}),
-                    );
-                }
+                let sent = deltas(
+                    &mut e,
+                    "response.function_call_arguments.delta",
+                    &pieces,
+                    (&mut budget, &mut out_tokens, &mut truncated),
+                    |piece| json!({"item_id": id, "output_index": oi, "delta": piece}),
+                );
                 // `name` is absent on the wire (§4.4), so it is left out here too.
                 e.emit(
                     "response.function_call_arguments.done",
