@@ -296,8 +296,12 @@ async fn heartbeats_arrive_during_a_long_silence() {
 
 // ---- load shedding --------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn beyond_the_in_flight_cap_calls_are_refused_at_once() {
+/// A gateway that admits one call in flight, and that call: a stream that has sent its first
+/// event and then stalls.
+async fn full_gateway() -> (
+    Harness,
+    tonic::Streaming<openai_grpc_gateway::pb::CreateResponseResponse>,
+) {
     let h = Harness::start_with(|c| c.limits.max_in_flight = 1).await;
     h.fake.push(Scenario::stall_after(1));
     let mut held = h
@@ -307,6 +311,12 @@ async fn beyond_the_in_flight_cap_calls_are_refused_at_once() {
         .unwrap()
         .into_inner();
     held.message().await.unwrap().unwrap();
+    (h, held)
+}
+
+#[tokio::test]
+async fn beyond_the_in_flight_cap_calls_are_refused_at_once() {
+    let (h, held) = full_gateway().await;
     let started = Instant::now();
     let status = h
         .responses()
@@ -337,15 +347,7 @@ async fn beyond_the_in_flight_cap_calls_are_refused_at_once() {
 async fn a_malformed_request_lists_its_errors_even_when_the_gateway_is_full() {
     // Validation comes before load shedding: a caller fixing its request is told what is wrong,
     // not to retry later.
-    let h = Harness::start_with(|c| c.limits.max_in_flight = 1).await;
-    h.fake.push(Scenario::stall_after(1));
-    let mut held = h
-        .responses()
-        .create_response(text_request("hi"))
-        .await
-        .unwrap()
-        .into_inner();
-    held.message().await.unwrap().unwrap();
+    let (h, held) = full_gateway().await;
     let mut bad = text_request("hi");
     bad.temperature = Some(3.0);
     let status = h
