@@ -887,8 +887,8 @@ async fn overload(
     Ok(())
 }
 
-/// The peer comparison: unary calls at c=1 and c=16, direct against this gateway and direct
-/// against the peer, each pair in alternating rounds.
+/// The peer comparison: unary calls at c=1 and c=16, short streams and one long stream,
+/// direct against this gateway and direct against the peer, each pair in alternating rounds.
 async fn peer_rows(
     plan: &Plan,
     cmd: &str,
@@ -941,6 +941,54 @@ async fn peer_rows(
                 Target::None,
             );
         }
+    }
+    // Streams: the default transcript one at a time (time to first delta), then one long
+    // stream as fast as the fake sends it (CPU per event); the peer gets the same SSE.
+    let block = Block::new(plan.rounds, 1, plan.ttfd_streams, plan.ttfd_cap);
+    let ours = compare(gw, &clients, Op::Stream, block, || {}).await?;
+    let theirs = compare(&peer, &clients, Op::PeerStream, block, || {}).await?;
+    for (who, pair) in [("gateway", &ours), ("peer", &theirs)] {
+        report.latency(
+            &format!("peer_{who}_ttfd"),
+            &format!("{who}: time to first delta"),
+            &pair.direct.first_deltas,
+            &pair.gateway.first_deltas,
+            None,
+        );
+        report.figure(
+            &format!("peer_{who}_ttfd_cpu_per_stream"),
+            &format!("{who}: CPU per short stream"),
+            None,
+            Some(pair.cpu_per_call()),
+            "us",
+            Target::None,
+        );
+    }
+    let events = fake::text_events(MODEL, &words(plan.long_stream_words));
+    let n = events.len() as u64;
+    let runs = plan.long_stream_runs;
+    let block = Block::new(runs, 1, runs, plan.stream_cap * runs as u32);
+    let queue = || fake.push(Scenario::events(events.clone()));
+    let ours = compare(gw, &clients, Op::Stream, block, queue).await?;
+    let theirs = compare(&peer, &clients, Op::PeerStream, block, queue).await?;
+    for (who, pair) in [("gateway", &ours), ("peer", &theirs)] {
+        pair.expect_events(n)?;
+        report.figure(
+            &format!("peer_{who}_one_stream_events_per_second"),
+            &format!("{who}: events/s, one stream of {n}"),
+            Some(pair.direct.per_second(pair.direct.events)),
+            Some(pair.gateway.per_second(pair.gateway.events)),
+            "ev/s",
+            Target::None,
+        );
+        report.figure(
+            &format!("peer_{who}_one_stream_cpu_per_event"),
+            &format!("{who}: CPU per event, one stream"),
+            None,
+            Some(pair.cpu_per_event()),
+            "us",
+            Target::None,
+        );
     }
     Ok(())
 }

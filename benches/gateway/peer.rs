@@ -135,6 +135,13 @@ fn tree(root: u32) -> Vec<u32> {
     out
 }
 
+/// The streamed CreateResponse through the peer: its SSE, decoded and parsed like the direct
+/// call's.
+pub(crate) async fn peer_stream(c: &Clients) -> Result<Seen, String> {
+    let url = c.peer_url.as_deref().ok_or("no peer")?;
+    crate::scenarios::sse_stream(c, url, PEER_KEY, "peer").await
+}
+
 /// The non-streamed CreateResponse through the peer: POST, read, parse the JSON.
 pub(crate) async fn peer_unary(c: &Clients) -> Result<Seen, String> {
     let url = c.peer_url.as_deref().ok_or("no peer")?;

@@ -201,11 +201,22 @@ pub(crate) async fn gateway_unary(c: &Clients, i: usize) -> Result<Seen, String>
 /// A streamed CreateResponse straight to the fake: POST, decode SSE, parse every event's JSON
 /// (what an OpenAI SDK does), until the body ends.
 pub(crate) async fn direct_stream(c: &Clients) -> Result<Seen, String> {
+    sse_stream(c, &c.responses_url, API_KEY, "direct").await
+}
+
+/// A streamed CreateResponse over HTTP to `url` (the fake, or a peer gateway's HTTP API) with
+/// bearer `key`: decode SSE and parse every event's JSON until the body ends.
+pub(crate) async fn sse_stream(
+    c: &Clients,
+    url: &str,
+    key: &str,
+    side: &str,
+) -> Result<Seen, String> {
     let started = Instant::now();
     let mut response = c
         .http
-        .post(&c.responses_url)
-        .header("authorization", format!("Bearer {API_KEY}"))
+        .post(url)
+        .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/json")
         .header("accept", "text/event-stream")
         .body(c.stream_body.clone())
@@ -213,7 +224,7 @@ pub(crate) async fn direct_stream(c: &Clients) -> Result<Seen, String> {
         .await
         .map_err(|e| e.to_string())?;
     if !response.status().is_success() {
-        return Err(format!("direct: HTTP {}", response.status()));
+        return Err(format!("{side}: HTTP {}", response.status()));
     }
     let mut decoder = SseDecoder::new();
     let mut seen = Seen::default();
@@ -233,7 +244,9 @@ pub(crate) async fn direct_stream(c: &Clients) -> Result<Seen, String> {
         }
     }
     if !terminal {
-        return Err("direct: the stream ended without response.completed".into());
+        return Err(format!(
+            "{side}: the stream ended without response.completed"
+        ));
     }
     Ok(seen)
 }
@@ -281,6 +294,8 @@ pub(crate) enum Op {
     /// The non-streamed call through a peer gateway's HTTP API (the "gateway" side of a
     /// comparison), against the same call direct.
     PeerUnary,
+    /// The streamed call through a peer gateway's HTTP API (SSE), against the same call direct.
+    PeerStream,
 }
 
 /// One operation, straight to the fake or through the gateway (`worker` picks the connection).
@@ -299,6 +314,8 @@ pub(crate) async fn call(
         (Op::Stream, true) => gateway_stream(&c, worker).await,
         (Op::PeerUnary, false) => direct_unary(&c).await,
         (Op::PeerUnary, true) => crate::peer::peer_unary(&c).await,
+        (Op::PeerStream, false) => direct_stream(&c).await,
+        (Op::PeerStream, true) => crate::peer::peer_stream(&c).await,
     }
 }
 
