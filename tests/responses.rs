@@ -599,6 +599,37 @@ async fn upstream_http2_streams_over_h2c() {
 }
 
 #[tokio::test]
+async fn after_the_terminal_event_the_upstream_body_is_read_to_its_end() {
+    use openai_grpc_gateway::openai::UpstreamProtocol;
+    // A server that ends its body a second after `response.completed`: the caller's stream ends
+    // at once, and the gateway still reads the upstream body to its end instead of resetting
+    // the request (over HTTP/2, resets whose end arrives late use up the connection's budget of
+    // local error resets, and then every stream on it fails).
+    for protocol in [UpstreamProtocol::Negotiated, UpstreamProtocol::Http2] {
+        let h = Harness::start_with(|c| c.upstream.protocol = protocol).await;
+        h.fake.push(Scenario::Default {
+            framing: Framing {
+                pause_before_end: Some(Duration::from_secs(1)),
+                ..Framing::default()
+            },
+            ending: Ending::Close,
+        });
+        let (messages, end) = h.call(text_request("hi")).await.unwrap();
+        assert!(end.is_none(), "{protocol:?}: {end:?}");
+        completed(&messages);
+        assert_eq!(
+            h.fake.finished(0),
+            None,
+            "{protocol:?}: when the caller's stream has ended the upstream body is still running (neither dropped nor waited for)"
+        );
+        assert!(
+            h.fake.body_ended(0).await,
+            "{protocol:?}: the upstream body was dropped before its end"
+        );
+    }
+}
+
+#[tokio::test]
 async fn undecodable_bodies_are_internal() {
     let h = Harness::start().await;
     // Not an event stream at all.

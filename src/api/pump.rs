@@ -42,6 +42,15 @@ pub trait Source: Send + 'static {
     /// after (closing the upstream request). For work that must outlive the call (cancelling a
     /// background job), spawn it.
     fn caller_gone(&mut self) {}
+    /// The stream ended normally and the caller has its last message: what is left to do with
+    /// the upstream request (reading the rest of its body, so it ends without a reset). Runs
+    /// after the caller's stream has ended, on its own task if it does not finish at once.
+    fn finish(self) -> impl Future<Output = ()> + Send + 'static
+    where
+        Self: Sized,
+    {
+        std::future::ready(())
+    }
 }
 
 /// Messages converted ahead of sending (one upstream event can become several messages),
@@ -156,6 +165,10 @@ pub(crate) async fn pump<S: Source>(
             }
         };
         call.waited(waiting_since.elapsed());
+        // The upstream sent its terminal event (the stream's end, or OpenAI's own failure
+        // event): its request is finished rather than dropped. Not so for a broken stream or a
+        // shutdown.
+        let upstream_done = matches!(step, Step::Last(_) | Step::SendThenFail(..) | Step::End);
         let (message, end) = match step {
             Step::Send(m) => (Some(m), None),
             Step::Last(m) => (Some(m), Some(Ok(()))),
@@ -189,13 +202,35 @@ pub(crate) async fn pump<S: Source>(
         }
         match end {
             None => {}
-            Some(Ok(())) => return call.finish(tonic::Code::Ok),
+            Some(Ok(())) => {
+                call.finish(tonic::Code::Ok);
+                return finish(source);
+            }
             Some(Err(status)) => {
                 let code = status.code();
                 let _ = send(&tx, Err(Box::new(status)), &mut call).await;
-                return call.finish(code);
+                call.finish(code);
+                if upstream_done {
+                    finish(source);
+                }
+                return;
             }
         }
+    }
+}
+
+/// Runs [`Source::finish`]: at once when it has nothing to wait for (the upstream body had
+/// already ended, the usual case), else on a task of its own, so that the caller's stream ends
+/// now (the pump's return drops the channel's sender).
+fn finish<S: Source>(source: S) {
+    let mut rest = Box::pin(source.finish());
+    let waker = std::task::Waker::noop();
+    if rest
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+        .is_pending()
+    {
+        tokio::spawn(rest);
     }
 }
 

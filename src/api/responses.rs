@@ -688,6 +688,10 @@ impl Source for Events {
         convert::usage(message)
     }
 
+    fn finish(self) -> impl Future<Output = ()> + Send + 'static {
+        self.stream.drain()
+    }
+
     fn caller_gone(&mut self) {
         if !(self.resume.background && self.resume.cancel_on_disconnect) || self.finished {
             return;

@@ -277,6 +277,9 @@ pub struct Framing {
     /// With [`Ending::Drop`] / [`Ending::Stall`]: how many events to send before dropping or
     /// stalling (default: all but the terminal one).
     pub limit: Option<usize>,
+    /// With [`Ending::Close`]: a pause after the last event before the body ends (the end of
+    /// the HTTP/2 stream, or HTTP/1.1's last chunk, then comes on its own, later).
+    pub pause_before_end: Option<Duration>,
 }
 
 /// SSE line terminator.
@@ -503,6 +506,9 @@ fn plan_steps(payload: Payload, framing: &Framing, ending: &Ending) -> VecDeque<
         (Ending::Close, _) => {
             if let Some(done) = extra {
                 steps.push(Step::Data(done));
+            }
+            if let Some(d) = framing.pause_before_end {
+                steps.push(Step::Sleep(d));
             }
         }
         (Ending::Drop, _) => {
@@ -763,6 +769,14 @@ impl FakeOpenAi {
             .entries
             .get(request_index)
             .and_then(|e| e.finished)
+    }
+
+    /// Resolves when the body of request `request_index` has ended: `true` when it ran to its
+    /// end (hyper was told it ended), `false` when it was dropped before that.
+    pub async fn body_ended(&self, request_index: usize) -> bool {
+        self.shared
+            .wait(|inner| inner.entries.get(request_index).and_then(|e| e.finished))
+            .await
     }
 
     /// Body bytes of request `request_index` handed to hyper so far (hyper only asks for more

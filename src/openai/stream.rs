@@ -109,6 +109,33 @@ impl EventStream {
     }
 }
 
+/// How long [`EventStream::drain`] waits for the end of a body after its terminal event, and how
+/// many more bytes it reads, before it gives up and drops the body (resetting the request).
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const DRAIN_BYTES: usize = 64 * 1024;
+
+impl EventStream {
+    /// After the terminal event: reads the rest of the body (normally nothing but its end), so
+    /// that the upstream request ends cleanly instead of being reset. Over HTTP/2 a reset
+    /// stream whose end arrives after the client forgot it (h2 remembers at most 50 reset
+    /// streams, for 1 s) costs the connection one of its 1,024 "local error resets", after which
+    /// the client closes the shared connection and fails every stream on it (BENCHMARKS.md,
+    /// "HTTP/2: ending streams cleanly"); over HTTP/1.1 a body read to its end lets the
+    /// connection go back to the pool. Bounded by [`DRAIN_TIME`] and [`DRAIN_BYTES`].
+    pub async fn drain(mut self) {
+        let rest = async {
+            let mut left = DRAIN_BYTES;
+            while let Some(Ok(chunk)) = self.reader.body.next().await {
+                left = match left.checked_sub(chunk.len()) {
+                    Some(left) => left,
+                    None => return,
+                };
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
+    }
+}
+
 impl Reader {
     async fn next(&mut self) -> Option<Result<StreamEvent, UpstreamError>> {
         loop {
