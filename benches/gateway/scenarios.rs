@@ -232,6 +232,10 @@ pub(crate) async fn sse_stream(
     while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
         decoder.feed(&chunk);
         while let Some(event) = decoder.next_event().map_err(|e| e.to_string())? {
+            // Some OpenAI-compatible servers (LiteLLM's proxy) end with `data: [DONE]`.
+            if event.data.as_ref() == b"[DONE]" {
+                continue;
+            }
             let json: Value = serde_json::from_slice(&event.data).map_err(|e| e.to_string())?;
             seen.events += 1;
             match json.get("type").and_then(Value::as_str) {
