@@ -44,6 +44,11 @@ impl std::fmt::Debug for EventStream {
     }
 }
 
+/// How long [`EventStream::drain`] waits for the end of a body after its terminal event, and how
+/// many more bytes it reads, before it gives up and drops the body (resetting the request).
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const DRAIN_BYTES: usize = 64 * 1024;
+
 /// The body and its decoder, apart from the timer so that both can be awaited at once.
 struct Reader {
     body: Body,
@@ -107,14 +112,7 @@ impl EventStream {
             }
         }
     }
-}
 
-/// How long [`EventStream::drain`] waits for the end of a body after its terminal event, and how
-/// many more bytes it reads, before it gives up and drops the body (resetting the request).
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-const DRAIN_BYTES: usize = 64 * 1024;
-
-impl EventStream {
     /// After the terminal event: reads the rest of the body (normally nothing but its end), so
     /// that the upstream request ends cleanly instead of being reset. Over HTTP/2 a reset
     /// stream whose end arrives after the client forgot it (h2 remembers at most 50 reset
