@@ -1,15 +1,16 @@
 //! The floor of a proxy hop on this stack, for BENCHMARKS.md ("The floor: a proxy that only
 //! forwards bytes"): an HTTP server that forwards `POST /v1/responses` to an upstream and
-//! returns its answer byte for byte (a stream's SSE chunk by chunk), with the same runtime, allocator and upstream client set-up
-//! as the gateway (tokio's multi-thread runtime, mimalloc, reqwest over HTTP/1.1 with
-//! `TCP_NODELAY` and up to 64 idle connections, as `src/openai/mod.rs` builds it) and none of the gateway's work: no gRPC, no validation, no JSON or protobuf
-//! conversion, no metrics, no logging. Whatever it costs per call is what the gateway cannot go
-//! under on the same machine.
+//! returns its answer byte for byte (a stream's SSE chunk by chunk). It has the gateway's
+//! runtime, allocator and upstream client set-up (tokio's multi-thread runtime, mimalloc,
+//! reqwest over HTTP/1.1 with `TCP_NODELAY` and up to 64 idle connections, as
+//! `src/openai/mod.rs` builds it) and none of the gateway's work: no gRPC, no validation, no
+//! JSON or protobuf conversion, no metrics, no logging. Whatever it costs per call is what the
+//! gateway cannot go under on the same machine.
 //!
 //! `scripts/peer-floor.sh` runs it beside the gateway through the benchmark's peer mode
 //! (`benches/gateway/peer.rs`), which starts it with `PEER_UPSTREAM` (the fake's `.../v1`) and
-//! `PEER_PORT` set. Not a product: it forwards only that one path and no headers but the
-//! content type.
+//! `PEER_PORT` set. Not a product: it forwards only that one path, and of the headers only
+//! `accept` (and the answer's `content-type`).
 
 use axum::{
     Router,

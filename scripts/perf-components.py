@@ -13,63 +13,100 @@ import collections
 import re
 import sys
 
-COMP = [
- ("conversion (convert::)", r"openai_grpc_gateway::convert"),
- ("SSE decoder (sse::)", r"openai_grpc_gateway::sse"),
- ("upstream client (openai::)", r"openai_grpc_gateway::openai"),
- ("telemetry (metrics, spans)", r"openai_grpc_gateway::telemetry|prometheus_client|tracing"),
- ("call path (api::, owners, store)", r"openai_grpc_gateway::(api|owners|store|auth|quotas|server|web|error)"),
- ("serde_json", r"serde_json|serde_core"),
- ("prost / prost-reflect", r"prost"),
- ("h2 (both sides)", r"\bh2::"),
- ("hyper HTTP/1.1 client, reqwest", r"hyper::proto::h1|hyper_util::client|reqwest|hyper::client"),
- ("hyper server / tonic / tower layers", r"hyper::|hyper_util|tonic|tower|axum|http_body"),
- ("url / idna", r"\burl::|idna"),
- ("http types (HeaderMap...)", r"\bhttp::|httparse"),
- ("tokio runtime, timers, mpsc", r"tokio"),
+# (component, pattern on a frame's own path); the first match wins, so narrower ones come first.
+COMPONENTS = [
+    ("conversion (convert::)", r"openai_grpc_gateway::convert"),
+    ("SSE decoder (sse::)", r"openai_grpc_gateway::sse"),
+    ("upstream client (openai::)", r"openai_grpc_gateway::openai"),
+    ("telemetry (metrics, spans)", r"openai_grpc_gateway::telemetry|prometheus_client|tracing"),
+    ("call path (api::, owners, store)",
+     r"openai_grpc_gateway::(api|owners|store|auth|quotas|server|web|error)"),
+    ("serde_json", r"serde_json|serde_core"),
+    ("prost / prost-reflect", r"prost"),
+    ("h2 (both sides)", r"\bh2::"),
+    ("hyper HTTP/1.1 client, reqwest", r"hyper::proto::h1|hyper_util::client|reqwest|hyper::client"),
+    ("hyper server / tonic / tower layers", r"hyper::|hyper_util|tonic|tower|axum|http_body"),
+    ("url / idna", r"\burl::|idna"),
+    ("http types (HeaderMap...)", r"\bhttp::|httparse"),
+    ("tokio runtime, timers, mpsc", r"tokio"),
 ]
-def strip_generics(x):
-    out=[];d=0
-    for ch in x:
-        if ch=='<': d+=1; continue
-        if ch=='>': d=max(0,d-1); continue
-        if d==0: out.append(ch)
-    return ''.join(out)
-def norm(fr):
-    fr=fr.replace(' (inlined)','')
-    fr=re.sub(r' \(/.*','',fr)
-    if fr.startswith('<') and ' as ' in fr:
-        fr=fr[1:fr.index(' as ')]
-    return strip_generics(fr)
-samples=[]; cur=None
-for line in open(sys.argv[1]):
-    if not line.startswith('\t') and line.strip():
-        cur=[]; samples.append(cur); continue
-    if line.startswith('\t') and cur is not None:
-        parts=line.strip().split(' ',1)
-        if len(parts)==2: cur.append(parts[1])
-leaf=collections.Counter(); comp=collections.Counter(); kern_by=collections.Counter(); alloc_by=collections.Counter()
-for s in samples:
-    if not s: continue
-    f0=s[0]
-    if 'kernel' in f0: lk='kernel'
-    elif re.search(r'\bmi_|_mi_|mimalloc',f0): lk='allocator'
-    elif re.search(r'memmove|memcpy|memset|memcmp',f0): lk='memmove/memcmp'
-    else: lk='user code'
-    leaf[lk]+=1
-    c='other'
-    for fr in s:
-        if 'kernel' in fr: continue
-        fr=norm(fr)
-        for name,pat in COMP:
-            if re.search(pat,fr): c=name; break
-        if c!='other': break
-    comp[c]+=1
-    if lk=='kernel': kern_by[c]+=1
-    if lk=='allocator': alloc_by[c]+=1
-n=sum(leaf.values())
-print(f"{n} samples")
-print("where the CPU is (leaf):")
-for k,v in leaf.most_common(): print(f"  {k:40s} {100*v/n:5.1f} %")
-print("on whose behalf (innermost component frame; kernel and allocator time charged to its caller):")
-for k,v in comp.most_common(): print(f"  {k:40s} {100*v/n:5.1f} %   (kernel {100*kern_by[k]/n:4.1f}, allocator {100*alloc_by[k]/n:4.1f})")
+
+
+def without_generics(name):
+    """`a::b<X<Y>>::c` -> `a::b::c`."""
+    out, depth = [], 0
+    for ch in name:
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def own_path(frame):
+    """A frame's function path: for `<T as Trait>::f` the path of T, without type parameters."""
+    frame = re.sub(r" \(/.*", "", frame.replace(" (inlined)", ""))
+    if frame.startswith("<") and " as " in frame:
+        frame = frame[1:frame.index(" as ")]
+    return without_generics(frame)
+
+
+def read_samples(path):
+    """Each sample's frames, innermost first (symbol and object file)."""
+    samples = []
+    for line in open(path):
+        if line.startswith("\t"):
+            parts = line.strip().split(" ", 1)
+            if samples and len(parts) == 2:
+                samples[-1].append(parts[1])
+        elif line.strip():
+            samples.append([])
+    return [s for s in samples if s]
+
+
+def leaf_kind(frame):
+    if "kernel" in frame:
+        return "kernel"
+    if re.search(r"\bmi_|_mi_|mimalloc", frame):
+        return "allocator"
+    if re.search(r"memmove|memcpy|memset|memcmp", frame):
+        return "memmove/memcmp"
+    return "user code"
+
+
+def component(frames):
+    for frame in frames:
+        if "kernel" in frame:
+            continue
+        path = own_path(frame)
+        for name, pattern in COMPONENTS:
+            if re.search(pattern, path):
+                return name
+    return "other"
+
+
+def main():
+    samples = read_samples(sys.argv[1])
+    leaf, comp = collections.Counter(), collections.Counter()
+    kernel_by, alloc_by = collections.Counter(), collections.Counter()
+    for frames in samples:
+        kind, name = leaf_kind(frames[0]), component(frames)
+        leaf[kind] += 1
+        comp[name] += 1
+        kernel_by[name] += kind == "kernel"
+        alloc_by[name] += kind == "allocator"
+    n = max(1, len(samples))
+    print(f"{len(samples)} samples")
+    print("where the CPU is (leaf):")
+    for kind, count in leaf.most_common():
+        print(f"  {kind:40s} {100 * count / n:5.1f} %")
+    print("on whose behalf (innermost component; kernel and allocator time charged to it):")
+    for name, count in comp.most_common():
+        print(f"  {name:40s} {100 * count / n:5.1f} %   "
+              f"(kernel {100 * kernel_by[name] / n:4.1f}, allocator {100 * alloc_by[name] / n:4.1f})")
+
+
+if __name__ == "__main__":
+    main()
